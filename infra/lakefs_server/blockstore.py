@@ -1,0 +1,194 @@
+"""Where object bytes live: a local directory or an S3 bucket (boto3).
+
+Objects are written once under a fresh physical address and never modified. A write goes to a
+temporary file first and becomes visible under its address only when complete, so a crash or a
+dropped connection mid-upload leaves no partial object behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from .errors import BadRequest, NotFound
+
+CHUNK = 1024 * 1024
+
+
+class BlockWriter:
+    """Streams bytes to a temporary file while hashing them; ``finish`` publishes them."""
+
+    def __init__(self, tmp_dir: Path, publish) -> None:  # publish(tmp_path) -> None
+        self._file = tempfile.NamedTemporaryFile(dir=tmp_dir, delete=False, prefix="upload-")  # noqa: SIM115
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._publish = publish
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+        self._md5.update(data)
+        self.size += len(data)
+
+    def finish(self) -> tuple[int, str]:
+        """Publish the bytes under their address; return (size, MD5 hex)."""
+        self._file.close()
+        try:
+            self._publish(Path(self._file.name))
+        finally:
+            Path(self._file.name).unlink(missing_ok=True)
+        return self.size, self._md5.hexdigest()
+
+    def abort(self) -> None:
+        self._file.close()
+        Path(self._file.name).unlink(missing_ok=True)
+
+
+class BlockStore(Protocol):
+    scheme: str
+
+    def writer(self, address: str) -> BlockWriter: ...
+
+    def size(self, address: str) -> int | None: ...
+
+    def read(self, address: str, start: int, end: int) -> Iterator[bytes]: ...
+
+    def namespace_example(self) -> str: ...
+
+
+class LocalBlockStore:
+    """Blocks as files under ``root``; addresses look like ``local://<namespace>/data/<id>``."""
+
+    scheme = "local"
+
+    def __init__(self, root: Path, tmp_dir: Path) -> None:
+        self.root = Path(root)
+        self.tmp_dir = Path(tmp_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, address: str) -> Path:
+        prefix = "local://"
+        if not address.startswith(prefix):
+            raise BadRequest(f"physical address {address!r} is not in the local block store (local://...)")
+        relative = address[len(prefix) :]
+        parts = [part for part in relative.split("/") if part]
+        if not parts or any(part in (".", "..") for part in parts):
+            raise BadRequest(f"invalid physical address {address!r}")
+        return self.root.joinpath(*parts)
+
+    def writer(self, address: str) -> BlockWriter:
+        target = self._path(address)
+
+        def publish(tmp_path: Path) -> None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp_path, target)
+
+        return BlockWriter(self.tmp_dir, publish)
+
+    def size(self, address: str) -> int | None:
+        try:
+            return self._path(address).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def read(self, address: str, start: int, end: int) -> Iterator[bytes]:
+        """Yield bytes ``start..end`` (inclusive) of the block."""
+        try:
+            handle = open(self._path(address), "rb")  # noqa: SIM115 - closed by the generator
+        except FileNotFoundError as error:
+            raise NotFound(f"object data missing from block store at {address!r}") from error
+        with handle:
+            handle.seek(start)
+            remaining = end - start + 1
+            while remaining > 0:
+                data = handle.read(min(CHUNK, remaining))
+                if not data:
+                    break
+                remaining -= len(data)
+                yield data
+
+    def namespace_example(self) -> str:
+        return "local://my-repository"
+
+    def clear_tmp(self) -> None:
+        """Remove upload leftovers of a previous process (they were never published)."""
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+
+class S3BlockStore:
+    """Blocks as S3 objects; addresses look like ``s3://<bucket>/<key>``.
+
+    Args:
+        client: A boto3 S3 client (endpoint and credentials chosen by the caller).
+        tmp_dir: Local spool for uploads, so memory stays bounded for any object size.
+        default_namespace: ``s3://bucket/prefix`` offered as the example namespace.
+    """
+
+    scheme = "s3"
+
+    def __init__(self, client, tmp_dir: Path, default_namespace: str) -> None:
+        self.client = client
+        self.tmp_dir = Path(tmp_dir)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.default_namespace = default_namespace.rstrip("/")
+
+    @staticmethod
+    def _split(address: str) -> tuple[str, str]:
+        if not address.startswith("s3://"):
+            raise BadRequest(f"physical address {address!r} is not in the S3 block store (s3://...)")
+        bucket, _, key = address[len("s3://") :].partition("/")
+        if not bucket or not key:
+            raise BadRequest(f"invalid physical address {address!r}: expected s3://bucket/key")
+        return bucket, key
+
+    def writer(self, address: str) -> BlockWriter:
+        bucket, key = self._split(address)
+
+        def publish(tmp_path: Path) -> None:
+            self.client.upload_file(str(tmp_path), bucket, key)
+
+        return BlockWriter(self.tmp_dir, publish)
+
+    def size(self, address: str) -> int | None:
+        from botocore.exceptions import ClientError
+
+        bucket, key = self._split(address)
+        try:
+            return self.client.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def read(self, address: str, start: int, end: int) -> Iterator[bytes]:
+        from botocore.exceptions import ClientError
+
+        bucket, key = self._split(address)
+        try:
+            response = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")
+        except ClientError as error:
+            raise NotFound(f"object data missing from block store at {address!r}: {error}") from error
+        body = response["Body"]
+        try:
+            yield from body.iter_chunks(CHUNK)
+        finally:
+            body.close()
+
+    def namespace_example(self) -> str:
+        return f"{self.default_namespace}/my-repository"
+
+    def clear_tmp(self) -> None:
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+
+def new_address(namespace: str) -> str:
+    """A fresh, never-reused physical address inside a repository's storage namespace."""
+    return f"{namespace.rstrip('/')}/data/{uuid.uuid4().hex}"
