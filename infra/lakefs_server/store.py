@@ -511,6 +511,15 @@ class Store:
                     (repository, branch, path, None if entry is None else json.dumps(entry)),
                 )
 
+    def stage_entries(self, repository: str, branch: str, items: list[tuple[str, Entry]]) -> None:
+        """Stage many new entries in one transaction (bulk import of already-stored blocks)."""
+        with self.transaction() as conn:
+            self.branch_commit(repository, branch, conn)
+            conn.executemany(
+                "INSERT OR REPLACE INTO staged (repository, branch, path, entry) VALUES (?, ?, ?, ?)",
+                ((repository, branch, path, json.dumps(entry)) for path, entry in items),
+            )
+
     def _exists(self, conn: sqlite3.Connection, repository: str, branch: str, path: str) -> bool:
         row = conn.execute(
             "SELECT entry FROM staged WHERE repository = ? AND branch = ? AND path = ?", (repository, branch, path)
