@@ -161,9 +161,7 @@ class HookReceiver:
         deadline = time.monotonic() + timeout
         with self.arrived:
             while True:
-                found = [
-                    c["body"] for c in self.calls if (c["body"] or {}).get("event_type") == event_type
-                ]
+                found = [c["body"] for c in self.calls if (c["body"] or {}).get("event_type") == event_type]
                 if len(found) >= count:
                     return found
                 remaining = deadline - time.monotonic()

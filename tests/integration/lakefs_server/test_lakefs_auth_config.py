@@ -48,7 +48,11 @@ def _protected_requests(repo_id: str) -> list[tuple[str, str, dict | None]]:
         ("POST", f"{r}/branches/main/objects/delete", {"paths": ["a.txt"]}),
         ("POST", f"{r}/branches/main/objects/copy?dest_path=b.txt", {"src_path": "a.txt"}),
         ("GET", f"{r}/branches/main/staging/backing?path=a.txt", None),
-        ("PUT", f"{r}/branches/main/staging/backing?path=a.txt", {"staging": {"physical_address": "x"}, "checksum": "x", "size_bytes": 1}),
+        (
+            "PUT",
+            f"{r}/branches/main/staging/backing?path=a.txt",
+            {"staging": {"physical_address": "x"}, "checksum": "x", "size_bytes": 1},
+        ),
     ]
 
 
@@ -106,7 +110,9 @@ def test_every_protected_endpoint_answers_401_with_wrong_credentials(lakefs_serv
                 headers=headers,
             )
             if response.status != 401:
-                failures.append(f"{credentials[0]} {method} {path}: {response.status} {response.data[:200]!r}")
+                failures.append(
+                    f"{credentials[0]} {method} {path}: {response.status} {response.data[:200]!r}"
+                )
         assert not failures, "\n".join(failures)
 
 

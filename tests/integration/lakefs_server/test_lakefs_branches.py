@@ -23,11 +23,19 @@ def test_branch_create_get_list_delete(repo, main, lk):
     feature.delete()
     assert sorted(b.id for b in repo.branches()) == ["from-commit", "main"]
     with pytest.raises(NotFoundException):
-        repo.branch("feature").head
+        _ = repo.branch("feature").head
     with pytest.raises(NotFoundException):
         repo.branch("feature").delete()
     # Deleting a branch drops nothing committed.
     assert lk.read(repo.commit(base), "a.txt") == b"a"
+
+    # A re-created branch starts clean: the old branch's staged changes are gone.
+    again = repo.branch("again").create(main)
+    lk.put(again, "staged.txt", b"s")
+    again.delete()
+    again = repo.branch("again").create(main)
+    assert list(again.uncommitted()) == []
+    assert not again.object("staged.txt").exists()
 
 
 def test_branch_listing_pages(repo, main, sdk_client):
@@ -135,6 +143,45 @@ def test_cherry_pick(repo, main, lk):
     assert lk.read(main, "two.txt") == b"2"
     # Only the picked commit's change, not its ancestors'.
     assert not main.object("one.txt").exists()
+
+
+def test_revert_conflict_is_409_and_changes_nothing(repo, main, lk):
+    lk.commit_files(main, {"f.txt": b"v1"})
+    second = lk.commit_files(main, {"f.txt": b"v2"})
+    third = lk.commit_files(main, {"f.txt": b"v3"})  # touches the same path again
+    status, message, _ = lk.call_error(main.revert, second)
+    assert status == 409
+    assert "conflict" in message.lower() or "f.txt" in message
+    assert main.get_commit().id == third
+    assert lk.read(main, "f.txt") == b"v3"
+
+
+def test_revert_and_cherry_pick_refuse_dirty_branch(repo, main, lk):
+    lk.commit_files(main, {"a.txt": b"a"})
+    second = lk.commit_files(main, {"b.txt": b"b"})
+    feature = repo.branch("feature").create(main)
+    picked = lk.commit_files(feature, {"c.txt": b"c"})
+    lk.put(main, "dirty.txt", b"d")
+    for call, ref in ((main.revert, second), (main.cherry_pick, picked)):
+        status, message, _ = lk.call_error(call, ref)
+        assert status == 400
+        assert "dirty" in message.lower() or "uncommitted" in message.lower(), message
+    assert main.get_commit().id == second
+    assert [c.path for c in main.uncommitted()] == ["dirty.txt"]
+
+
+def test_cherry_pick_of_merge_needs_parent_number(repo, main, lk):
+    lk.commit_files(main, {"base.txt": b"base"})
+    feature = repo.branch("feature").create(main)
+    lk.commit_files(feature, {"f.txt": b"f"})
+    lk.commit_files(main, {"m.txt": b"m"})
+    merge_id = feature.merge_into(main)
+    target = repo.branch("target").create(merge_id + "~1")
+    status, message, _ = lk.call_error(target.cherry_pick, merge_id)
+    assert status == 400
+    assert "parent" in message.lower()
+    picked = target.cherry_pick(merge_id, parent_number=1)
+    assert lk.read(repo.commit(picked.id), "f.txt") == b"f"
 
 
 def test_uncommitted_diff(main, lk):

@@ -26,15 +26,20 @@ def test_commit_metadata_round_trips(repo, main, lk):
     assert main.get_commit().id == commit.id
     assert list(main.uncommitted()) == []
 
+    lk.put(main, "b.txt", b"b")
+    dated = main.commit(message="dated", date=1_600_000_000).get_commit()
+    assert dated.creation_date == 1_600_000_000
+
 
 def test_commit_with_no_changes_is_400_unless_allow_empty(repo, main, lk):
     head = main.get_commit().id
     with pytest.raises(BadRequestException) as raised:
         main.commit(message="nothing")
     assert raised.value.status_code == 400
-    assert "no changes" in raised.value.body.get("message", "").lower() or "empty" in raised.value.body.get(
-        "message", ""
-    ).lower()
+    assert (
+        "no changes" in raised.value.body.get("message", "").lower()
+        or "empty" in raised.value.body.get("message", "").lower()
+    )
     assert main.get_commit().id == head
 
     empty = main.commit(message="empty on purpose", allow_empty=True).get_commit()

@@ -33,14 +33,21 @@ def test_diff_two_dot_vs_three_dot(repo, main, lk):
 
 def test_diff_changed_and_prefix_filter(repo, main, lk):
     first = lk.commit_files(main, {"dir/a.txt": b"1", "dir/b.txt": b"1", "top.txt": b"1"})
-    second = lk.commit_files(main, {"dir/a.txt": b"2", "dir/b.txt": None, "top.txt": b"2", "dir/c.txt": b"new"})
+    second = lk.commit_files(
+        main, {"dir/a.txt": b"2", "dir/b.txt": None, "top.txt": b"2", "dir/c.txt": b"new"}
+    )
     changes = {(d.path, d.type, d.path_type) for d in repo.commit(first).diff(second, prefix="dir/")}
     assert changes == {
         ("dir/a.txt", "changed", "object"),
         ("dir/b.txt", "removed", "object"),
         ("dir/c.txt", "added", "object"),
     }
-    assert [d.path for d in repo.commit(first).diff(second)] == ["dir/a.txt", "dir/b.txt", "dir/c.txt", "top.txt"]
+    assert [d.path for d in repo.commit(first).diff(second)] == [
+        "dir/a.txt",
+        "dir/b.txt",
+        "dir/c.txt",
+        "top.txt",
+    ]
     assert [d.path for d in repo.commit(first).diff(second, max_amount=2)] == ["dir/a.txt", "dir/b.txt"]
     assert list(repo.commit(second).diff(second)) == []
 

@@ -23,7 +23,9 @@ def _open_upload(server, lk, repo_id: str, path: str, declared: int) -> http.cli
     """Start a raw-body upload declaring ``declared`` bytes; the caller sends (part of) the body."""
     endpoint = urlsplit(server.endpoint)
     conn = http.client.HTTPConnection(endpoint.hostname, endpoint.port, timeout=10)
-    conn.putrequest("POST", f"{endpoint.path}/repositories/{repo_id}/branches/main/objects?path={quote(path, safe='')}")
+    conn.putrequest(
+        "POST", f"{endpoint.path}/repositories/{repo_id}/branches/main/objects?path={quote(path, safe='')}"
+    )
     for key, value in {
         **lk.basic_auth(server.credentials),
         "Content-Type": "application/octet-stream",

@@ -34,10 +34,26 @@ def test_error_bodies_carry_lakefs_status_and_json_message(repo, main, sdk_clien
         (404, "missing-repo", lambda: api.repositories_api.get_repository("missing-repo-xyz")),
         (404, "nope", lambda: api.branches_api.get_branch(repo.id, "nope")),
         (404, "missing.txt", lambda: api.objects_api.stat_object(repo.id, "main", "missing.txt")),
-        (409, "main", lambda: api.branches_api.create_branch(repo.id, lakefs_sdk.BranchCreation(name="main", source="main"))),
-        (400, "", lambda: api.commits_api.commit(repo.id, "main", lakefs_sdk.CommitCreation(message="nothing"))),
+        (
+            409,
+            "main",
+            lambda: api.branches_api.create_branch(
+                repo.id, lakefs_sdk.BranchCreation(name="main", source="main")
+            ),
+        ),
+        (
+            400,
+            "",
+            lambda: api.commits_api.commit(repo.id, "main", lakefs_sdk.CommitCreation(message="nothing")),
+        ),
         (403, "default", lambda: api.branches_api.delete_branch(repo.id, "main")),
-        (400, "bad/name", lambda: api.branches_api.create_branch(repo.id, lakefs_sdk.BranchCreation(name="bad/name", source="main"))),
+        (
+            400,
+            "bad/name",
+            lambda: api.branches_api.create_branch(
+                repo.id, lakefs_sdk.BranchCreation(name="bad/name", source="main")
+            ),
+        ),
     ]
     for status, hint, call in cases:
         error = _error(call)
@@ -54,10 +70,17 @@ def test_object_errors_are_json(lakefs_server, repo, main, http, auth_headers, l
         ("GET", f"{base}/refs/main/objects?path=a.txt", {"Range": "bytes=10-20"}, 416),
         ("GET", f"{base}/refs/no-such-ref/objects?path=a.txt", {}, 404),
         ("GET", f"{base}/refs/main/objects", {}, 400),  # path is required
-        ("POST", f"{base}/branches/no-such-branch/objects?path=x", {"Content-Type": "application/octet-stream"}, 404),
+        (
+            "POST",
+            f"{base}/branches/no-such-branch/objects?path=x",
+            {"Content-Type": "application/octet-stream"},
+            404,
+        ),
     ]
     for method, url, headers, status in cases:
-        response = http.request(method, url, headers={**auth_headers, **headers}, body=b"x" if method == "POST" else None)
+        response = http.request(
+            method, url, headers={**auth_headers, **headers}, body=b"x" if method == "POST" else None
+        )
         assert response.status == status, (url, response.status, response.data)
         assert response.headers["Content-Type"].startswith("application/json"), url
         assert json.loads(response.data)["message"], url

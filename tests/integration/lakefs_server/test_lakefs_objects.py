@@ -68,7 +68,9 @@ def test_raw_body_and_multipart_forms_store_exact_bytes(lakefs_server, repo, mai
     assert raw.status == 201, raw.data
     assert json.loads(raw.data)["size_bytes"] == len(data)
 
-    body, content_type = urllib3.encode_multipart_formdata({"content": ("f.bin", data, "application/octet-stream")})
+    body, content_type = urllib3.encode_multipart_formdata(
+        {"content": ("f.bin", data, "application/octet-stream")}
+    )
     form = http.request(
         "POST",
         _objects_url(lakefs_server, repo.id, "main", "forms/multipart.bin"),
@@ -81,6 +83,17 @@ def test_raw_body_and_multipart_forms_store_exact_bytes(lakefs_server, repo, mai
     assert lk.read(main, "forms/raw.bin") == data
     assert lk.read(main, "forms/multipart.bin") == data
 
+    # If-None-Match: * on the raw-body form refuses an existing path.
+    again = http.request(
+        "POST",
+        _objects_url(lakefs_server, repo.id, "main", "forms/raw.bin"),
+        body=b"replacement",
+        headers={**auth_headers, "Content-Type": "application/octet-stream", "If-None-Match": "*"},
+    )
+    assert again.status == 412, again.data
+    assert json.loads(again.data)["message"]
+    assert lk.read(main, "forms/raw.bin") == data
+
 
 def test_if_none_match_star_refuses_existing_object(repo, main, sdk_client, tmp_path, lk):
     lk.put(main, "exists.txt", b"original")
@@ -88,7 +101,12 @@ def test_if_none_match_star_refuses_existing_object(repo, main, sdk_client, tmp_
     source.write_bytes(b"replacement")
 
     status, message, _ = lk.call_error(
-        sdk_client.objects_api.upload_object, repo.id, "main", "exists.txt", if_none_match="*", content=str(source)
+        sdk_client.objects_api.upload_object,
+        repo.id,
+        "main",
+        "exists.txt",
+        if_none_match="*",
+        content=str(source),
     )
     assert status == 412
     assert message
@@ -157,7 +175,9 @@ def test_download_whole_and_ranges(repo, main, sdk_client, lk):
     assert whole.status_code == 200
     assert bytes(whole.data) == data
 
-    part = sdk_client.objects_api.get_object_with_http_info(repo.id, "main", "ranged.bin", range="bytes=100-149")
+    part = sdk_client.objects_api.get_object_with_http_info(
+        repo.id, "main", "ranged.bin", range="bytes=100-149"
+    )
     assert part.status_code == 206
     assert bytes(part.data) == data[100:150]
     assert part.headers["Content-Range"] == "bytes 100-149/1000"
@@ -168,7 +188,16 @@ def test_download_whole_and_ranges(repo, main, sdk_client, lk):
     assert bytes(tail.data) == data[990:]
     assert tail.headers["Content-Range"] == "bytes 990-999/1000"
 
-    clipped = sdk_client.objects_api.get_object_with_http_info(repo.id, "main", "ranged.bin", range="bytes=995-5000")
+    suffix = sdk_client.objects_api.get_object_with_http_info(
+        repo.id, "main", "ranged.bin", range="bytes=-10"
+    )
+    assert suffix.status_code == 206
+    assert bytes(suffix.data) == data[-10:]
+    assert suffix.headers["Content-Range"] == "bytes 990-999/1000"
+
+    clipped = sdk_client.objects_api.get_object_with_http_info(
+        repo.id, "main", "ranged.bin", range="bytes=995-5000"
+    )
     assert bytes(clipped.data) == data[995:]
     assert clipped.headers["Content-Range"] == "bytes 995-999/1000"
 
@@ -281,3 +310,66 @@ def test_copy_within_branch_and_from_other_ref(repo, main, lk):
     with pytest.raises(NotFoundException):
         main.object("nope.txt").copy("main", "never.txt")
     assert not main.object("never.txt").exists()
+
+
+def test_paths_with_special_characters(repo, main, lk):
+    paths = [
+        "dir with space/file.txt",
+        "ünïcödé/ファイル.txt",
+        "odd/#hash?q=1&x=%20.txt",
+        "plus+sign.txt",
+        "a//double",
+    ]
+    for i, path in enumerate(paths):
+        lk.put(main, path, f"content {i}")
+    main.commit(message="special paths")
+    for i, path in enumerate(paths):
+        assert lk.read(main, path) == f"content {i}".encode(), path
+        assert main.object(path).stat().path == path
+    assert sorted(o.path for o in main.objects()) == sorted(paths)
+    assert [o.path for o in main.objects(prefix="odd/")] == ["odd/#hash?q=1&x=%20.txt"]
+
+
+def test_empty_object(repo, main, lakefs_server, http, auth_headers, lk):
+    main.object("empty-raw").upload(b"", pre_sign=False)
+    main.object("empty-signed").upload(b"", pre_sign=True)
+    for path in ("empty-raw", "empty-signed"):
+        assert main.object(path).stat().size_bytes == 0
+        assert lk.read(main, path) == b""
+    response = http.request(
+        "GET",
+        f"{lakefs_server.endpoint}/repositories/{repo.id}/refs/main/objects?path=empty-raw",
+        headers={**auth_headers, "Range": "bytes=0-10"},
+    )
+    assert response.status == 416
+    assert response.headers.get("Content-Range") == "bytes */0"
+
+
+def test_large_object_streams_intact(repo, main, lk):
+    data = os.urandom(9 * 1024 * 1024 + 17)
+    lk.put(main, "large.bin", data)
+    stats = main.object("large.bin").stat()
+    assert stats.size_bytes == len(data)
+    assert stats.checksum == hashlib.md5(data).hexdigest()
+    assert lk.read(main, "large.bin") == data
+
+
+def test_bulk_delete_ignores_missing_paths(repo, main, lk):
+    lk.put(main, "present", b"p")
+    result = main.delete_objects(["present", "never-existed"])
+    assert not main.object("present").exists()
+    assert [e for e in (result.errors if result else []) if e.path == "present"] == []
+
+
+def test_upload_to_non_branch_ref_is_refused(repo, main, sdk_client, tmp_path, lk):
+    commit = lk.commit_files(main, {"a.txt": b"a"})
+    repo.tag("v1").create(commit)
+    source = tmp_path / "x.bin"
+    source.write_bytes(b"x")
+    for ref in ("v1", commit, "no-such-branch"):
+        status, message, _ = lk.call_error(
+            sdk_client.objects_api.upload_object, repo.id, ref, "x.bin", content=str(source)
+        )
+        assert status in (400, 404), (ref, status, message)
+        assert message
+    assert not main.object("x.bin").exists()

@@ -35,7 +35,7 @@ def test_repository_create_get_list_delete(lakefs_client, lk):
 
     repo.delete()
     with pytest.raises(NotFoundException):
-        lakefs.Repository(name, client=lakefs_client).properties
+        _ = lakefs.Repository(name, client=lakefs_client).properties
     assert name not in [r.id for r in lakefs.repositories(client=lakefs_client, prefix=name)]
     with pytest.raises(NotFoundException):
         lakefs.Repository(name, client=lakefs_client).delete()
@@ -62,17 +62,23 @@ def test_repository_listing_pages_with_prefix_after_amount(lakefs_client, sdk_cl
     assert first.pagination.next_offset == names[1]
     assert first.pagination.results == 2
 
-    second = sdk_client.repositories_api.list_repositories(prefix=prefix, after=first.pagination.next_offset, amount=2)
+    second = sdk_client.repositories_api.list_repositories(
+        prefix=prefix, after=first.pagination.next_offset, amount=2
+    )
     assert [r.id for r in second.results] == names[2:4]
     assert second.pagination.has_more is True
 
-    third = sdk_client.repositories_api.list_repositories(prefix=prefix, after=second.pagination.next_offset, amount=2)
+    third = sdk_client.repositories_api.list_repositories(
+        prefix=prefix, after=second.pagination.next_offset, amount=2
+    )
     assert [r.id for r in third.results] == names[4:]
     assert third.pagination.has_more is False
 
     # The high-level generator follows the pages by itself.
     assert [r.id for r in lakefs.repositories(client=lakefs_client, prefix=prefix, amount=2)] == names
-    assert [r.id for r in lakefs.repositories(client=lakefs_client, prefix=prefix, after=names[2])] == names[3:]
+    assert [r.id for r in lakefs.repositories(client=lakefs_client, prefix=prefix, after=names[2])] == names[
+        3:
+    ]
 
 
 @pytest.mark.parametrize(

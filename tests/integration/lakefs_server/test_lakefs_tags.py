@@ -71,8 +71,26 @@ def test_read_objects_at_tag(repo, main, lk):
 
 
 @pytest.mark.parametrize(
-    "name", ["has space", "a..b", "x~1", "x^1", "x:y", "q?", "star*", "br[", "back\\slash", "end.lock", "-lead",
-             "/lead", "trail/", "trail.", "a@{b", "a//b", "@"],
+    "name",
+    [
+        "has space",
+        "a..b",
+        "x~1",
+        "x^1",
+        "x:y",
+        "q?",
+        "star*",
+        "br[",
+        "back\\slash",
+        "end.lock",
+        "-lead",
+        "/lead",
+        "trail/",
+        "trail.",
+        "a@{b",
+        "a//b",
+        "@",
+    ],
 )
 def test_invalid_tag_name_is_400(repo, main, lk, name):
     lk.commit_files(main, {"a.txt": b"a"})
