@@ -119,3 +119,18 @@ def test_tag_id_in_url_path_is_escaped(repo, main, sdk_client, lk):
     assert sdk_client.tags_api.get_tag(repo.id, "rel/1").commit_id == commit
     sdk_client.tags_api.delete_tag(repo.id, "rel/1")
     assert list(repo.tags()) == []
+
+
+def test_tag_with_slash_works_as_a_ref(repo, main, lk):
+    """The SDK percent-encodes '/' in path parameters; the ref must still resolve."""
+    commit = lk.commit_files(main, {"a.txt": b"tagged"})
+    repo.tag("rel/2").create(commit)
+    lk.commit_files(main, {"a.txt": b"later"})
+    tag = repo.tag("rel/2")
+    assert tag.get_commit().id == commit
+    assert lk.read(tag, "a.txt") == b"tagged"
+    assert [o.path for o in tag.objects()] == ["a.txt"]
+    assert [c.id for c in tag.log(max_amount=1)] == [commit]
+    assert [(d.path, d.type) for d in tag.diff("main")] == [("a.txt", "changed")]
+    repo.tag("rel/2").delete()
+    assert list(repo.tags()) == []
