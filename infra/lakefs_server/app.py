@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.applications import Starlette
@@ -41,6 +41,15 @@ PRESIGN_PATH = "/_lakefs/presigned"
 OPEN_PATHS = {"/healthcheck", "/api/v1/healthcheck", PRESIGN_PATH}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 logger = logging.getLogger("lockgate.lakefs")
+
+
+# An escaped '/' inside one path segment (a tag like 'release/1') must not split the route, so the
+# router sees it as this private-use character and handlers turn it back.
+_SLASH = "\ue000"
+
+
+def _param(request: Request, name: str) -> str:
+    return request.path_params[name].replace(_SLASH, "/")
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -345,14 +354,14 @@ class LakeFSApi:
         return _json(repository, 201)
 
     def get_repository(self, request: Request) -> Response:
-        return _json(self.store.get_repository(request.path_params["repository"]))
+        return _json(self.store.get_repository(_param(request, "repository")))
 
     def delete_repository(self, request: Request) -> Response:
-        self.store.delete_repository(request.path_params["repository"])
+        self.store.delete_repository(_param(request, "repository"))
         return Response(status_code=204)
 
     def get_repository_metadata(self, request: Request) -> Response:
-        return _json(self.store.repository_metadata(request.path_params["repository"]))
+        return _json(self.store.repository_metadata(_param(request, "repository")))
 
     # -- branches ------------------------------------------------------------------------------
 
@@ -366,7 +375,7 @@ class LakeFSApi:
         amount = _amount(request)
         params = request.query_params
         items = self.store.list_refs(
-            request.path_params["repository"],
+            _param(request, "repository"),
             table,
             prefix=params.get("prefix", ""),
             after=params.get("after", ""),
@@ -375,7 +384,7 @@ class LakeFSApi:
         return _json(_page(items, amount, key=lambda r: r["id"]))
 
     async def create_branch(self, request: Request) -> Response:
-        repository = request.path_params["repository"]
+        repository = _param(request, "repository")
         body = await _body_json(request)
         name, source = _field(body, "name", str), _field(body, "source", str)
         force = bool(body.get("force"))
@@ -392,11 +401,11 @@ class LakeFSApi:
         return PlainTextResponse(commit_id, status_code=201, media_type="text/html")
 
     def get_branch(self, request: Request) -> Response:
-        repository, branch = request.path_params["repository"], request.path_params["branch"]
+        repository, branch = _param(request, "repository"), _param(request, "branch")
         return _json({"id": branch, "commit_id": self.store.branch_commit(repository, branch)})
 
     def delete_branch(self, request: Request) -> Response:
-        self.store.delete_branch(request.path_params["repository"], request.path_params["branch"])
+        self.store.delete_branch(_param(request, "repository"), _param(request, "branch"))
         return Response(status_code=204)
 
     async def reset_branch(self, request: Request) -> Response:
@@ -406,7 +415,7 @@ class LakeFSApi:
         if kind in ("object", "common_prefix"):
             validate_path(path)
         await run_in_threadpool(
-            self.store.reset, request.path_params["repository"], request.path_params["branch"], kind=kind, path=path
+            self.store.reset, _param(request, "repository"), _param(request, "branch"), kind=kind, path=path
         )
         return Response(status_code=204)
 
@@ -414,15 +423,15 @@ class LakeFSApi:
         ref = request.query_params.get("ref")
         if not ref:
             raise BadRequest("missing query parameter 'ref'")
-        self.store.hard_reset_branch(request.path_params["repository"], request.path_params["branch"], ref=ref)
+        self.store.hard_reset_branch(_param(request, "repository"), _param(request, "branch"), ref=ref)
         return Response(status_code=204)
 
     async def revert_branch(self, request: Request) -> Response:
         body = await _body_json(request)
         await run_in_threadpool(
             self.store.revert,
-            request.path_params["repository"],
-            request.path_params["branch"],
+            _param(request, "repository"),
+            _param(request, "branch"),
             ref=_field(body, "ref", str),
             parent_number=_field(body, "parent_number", int, 0),
             committer=COMMITTER,
@@ -434,8 +443,8 @@ class LakeFSApi:
         body = await _body_json(request)
         commit = await run_in_threadpool(
             self.store.cherry_pick,
-            request.path_params["repository"],
-            request.path_params["branch"],
+            _param(request, "repository"),
+            _param(request, "branch"),
             ref=_field(body, "ref", str),
             parent_number=_field(body, "parent_number", int, 0),
             committer=COMMITTER,
@@ -445,7 +454,7 @@ class LakeFSApi:
     # -- tags ----------------------------------------------------------------------------------
 
     async def create_tag(self, request: Request) -> Response:
-        repository = request.path_params["repository"]
+        repository = _param(request, "repository")
         body = await _body_json(request)
         name, ref = _field(body, "id", str), _field(body, "ref", str)
         force = bool(body.get("force"))
@@ -462,17 +471,17 @@ class LakeFSApi:
         return _json({"id": name, "commit_id": commit_id}, 201)
 
     def get_tag(self, request: Request) -> Response:
-        repository, tag = request.path_params["repository"], request.path_params["tag"]
+        repository, tag = _param(request, "repository"), _param(request, "tag")
         return _json({"id": tag, "commit_id": self.store.get_tag(repository, tag)})
 
     def delete_tag(self, request: Request) -> Response:
-        self.store.delete_tag(request.path_params["repository"], request.path_params["tag"])
+        self.store.delete_tag(_param(request, "repository"), _param(request, "tag"))
         return Response(status_code=204)
 
     # -- commits -------------------------------------------------------------------------------
 
     async def commit(self, request: Request) -> Response:
-        repository, branch = request.path_params["repository"], request.path_params["branch"]
+        repository, branch = _param(request, "repository"), _param(request, "branch")
         body = await _body_json(request)
         message = _field(body, "message", str)
         metadata = _metadata(body)
@@ -509,10 +518,10 @@ class LakeFSApi:
         return _json(await run_in_threadpool(commit), 201)
 
     def get_commit(self, request: Request) -> Response:
-        return _json(self.store.get_commit(request.path_params["repository"], request.path_params["commitId"]))
+        return _json(self.store.get_commit(_param(request, "repository"), _param(request, "commitId")))
 
     def log_commits(self, request: Request) -> Response:
-        repository, ref = request.path_params["repository"], request.path_params["ref"]
+        repository, ref = _param(request, "repository"), _param(request, "ref")
         params = request.query_params
         amount = _amount(request)
         objects = params.getlist("objects")
@@ -552,7 +561,7 @@ class LakeFSApi:
     # -- diff and merge ------------------------------------------------------------------------
 
     def diff_branch(self, request: Request) -> Response:
-        repository, branch = request.path_params["repository"], request.path_params["branch"]
+        repository, branch = _param(request, "repository"), _param(request, "branch")
         params = request.query_params
         amount = _amount(request)
         prefix, after = params.get("prefix", ""), params.get("after", "")
@@ -561,13 +570,13 @@ class LakeFSApi:
         return _json(_page(results, amount, key=lambda d: d["path"]))
 
     def diff_refs(self, request: Request) -> Response:
-        repository = request.path_params["repository"]
+        repository = _param(request, "repository")
         params = request.query_params
         kind = params.get("type", "three_dot")
         if kind not in ("two_dot", "three_dot"):
             raise BadRequest(f"diff type must be 'two_dot' or 'three_dot', got {kind!r}")
-        left = self.store.resolve(repository, request.path_params["leftRef"]).commit_id
-        right = self.store.resolve(repository, request.path_params["rightRef"]).commit_id
+        left = self.store.resolve(repository, _param(request, "leftRef")).commit_id
+        right = self.store.resolve(repository, _param(request, "rightRef")).commit_id
         if kind == "three_dot":
             left = self.store.merge_base(repository, left, right)
         amount = _amount(request)
@@ -577,9 +586,9 @@ class LakeFSApi:
         return _json(_page(results, amount, key=lambda d: d["path"]))
 
     def find_merge_base(self, request: Request) -> Response:
-        repository = request.path_params["repository"]
-        source = self.store.resolve(repository, request.path_params["sourceRef"]).commit_id
-        destination = self.store.resolve(repository, request.path_params["destinationBranch"]).commit_id
+        repository = _param(request, "repository")
+        source = self.store.resolve(repository, _param(request, "sourceRef")).commit_id
+        destination = self.store.resolve(repository, _param(request, "destinationBranch")).commit_id
         return _json(
             {
                 "source_commit_id": source,
@@ -589,9 +598,9 @@ class LakeFSApi:
         )
 
     async def merge(self, request: Request) -> Response:
-        repository = request.path_params["repository"]
-        source_ref = request.path_params["sourceRef"]
-        destination = request.path_params["destinationBranch"]
+        repository = _param(request, "repository")
+        source_ref = _param(request, "sourceRef")
+        destination = _param(request, "destinationBranch")
         body = await _body_json(request, required=False)
         message = _field(body, "message", str, "") or None
         metadata = _metadata(body)
@@ -631,7 +640,7 @@ class LakeFSApi:
     # -- objects: read -------------------------------------------------------------------------
 
     def stat_object(self, request: Request) -> Response:
-        repository, ref = request.path_params["repository"], request.path_params["ref"]
+        repository, ref = _param(request, "repository"), _param(request, "ref")
         path = validate_path(request.query_params.get("path"))
         entry = self.store.get_entry(repository, ref, path)
         stats = object_stats(path, entry, user_metadata=_bool(request, "user_metadata", True))
@@ -642,7 +651,7 @@ class LakeFSApi:
         return _json(stats)
 
     def list_objects(self, request: Request) -> Response:
-        repository, ref = request.path_params["repository"], request.path_params["ref"]
+        repository, ref = _param(request, "repository"), _param(request, "ref")
         params = request.query_params
         amount = _amount(request)
         prefix, after, delimiter = params.get("prefix", ""), params.get("after", ""), params.get("delimiter", "")
@@ -699,7 +708,7 @@ class LakeFSApi:
         return StreamingResponse(body, status_code=status, headers=headers)
 
     def get_object(self, request: Request) -> Response:
-        repository, ref = request.path_params["repository"], request.path_params["ref"]
+        repository, ref = _param(request, "repository"), _param(request, "ref")
         path = validate_path(request.query_params.get("path"))
         entry = self.store.get_entry(repository, ref, path)
         if _bool(request, "presign") and self.presign_enabled:
@@ -708,7 +717,7 @@ class LakeFSApi:
         return self._download(request, entry[0], entry, with_body=True)
 
     def head_object(self, request: Request) -> Response:
-        repository, ref = request.path_params["repository"], request.path_params["ref"]
+        repository, ref = _param(request, "repository"), _param(request, "ref")
         try:
             path = validate_path(request.query_params.get("path"))
             entry = self.store.get_entry(repository, ref, path)
@@ -805,7 +814,7 @@ class LakeFSApi:
         return True
 
     async def upload_object(self, request: Request) -> Response:
-        repository, branch = request.path_params["repository"], request.path_params["branch"]
+        repository, branch = _param(request, "repository"), _param(request, "branch")
         path = validate_path(request.query_params.get("path"))
         if_absent = self._conditional(request)
 
@@ -834,7 +843,7 @@ class LakeFSApi:
         return _json(object_stats(path, entry), 201)
 
     async def stage_object(self, request: Request) -> Response:
-        repository, branch = request.path_params["repository"], request.path_params["branch"]
+        repository, branch = _param(request, "repository"), _param(request, "branch")
         path = validate_path(request.query_params.get("path"))
         body = await _body_json(request)
         address = _field(body, "physical_address", str)
@@ -864,13 +873,13 @@ class LakeFSApi:
         ]
 
     def delete_object(self, request: Request) -> Response:
-        repository, branch = request.path_params["repository"], request.path_params["branch"]
+        repository, branch = _param(request, "repository"), _param(request, "branch")
         path = validate_path(request.query_params.get("path"))
         self.store.stage(repository, branch, path, None)
         return Response(status_code=204)
 
     async def delete_objects(self, request: Request) -> Response:
-        repository, branch = request.path_params["repository"], request.path_params["branch"]
+        repository, branch = _param(request, "repository"), _param(request, "branch")
         body = await _body_json(request)
         paths = _field(body, "paths", list)
         if len(paths) > MAX_PAGE:
@@ -891,7 +900,7 @@ class LakeFSApi:
         return _json({"errors": await run_in_threadpool(delete)})
 
     async def copy_object(self, request: Request) -> Response:
-        repository, branch = request.path_params["repository"], request.path_params["branch"]
+        repository, branch = _param(request, "repository"), _param(request, "branch")
         destination = validate_path(request.query_params.get("dest_path"))
         body = await _body_json(request)
         source_path = validate_path(_field(body, "src_path", str))
@@ -907,7 +916,7 @@ class LakeFSApi:
         return _json(object_stats(destination, await run_in_threadpool(copy)), 201)
 
     async def update_user_metadata(self, request: Request) -> Response:
-        repository, branch = request.path_params["repository"], request.path_params["branch"]
+        repository, branch = _param(request, "repository"), _param(request, "branch")
         path = validate_path(request.query_params.get("path"))
         body = await _body_json(request)
         metadata = _metadata(body, "set")
@@ -923,7 +932,7 @@ class LakeFSApi:
     # -- staging (presigned uploads) -----------------------------------------------------------
 
     def get_physical_address(self, request: Request) -> Response:
-        repository, branch = request.path_params["repository"], request.path_params["branch"]
+        repository, branch = _param(request, "repository"), _param(request, "branch")
         validate_path(request.query_params.get("path"))
         self.store.branch_commit(repository, branch)
         address = new_address(self._namespace(repository))
@@ -936,7 +945,7 @@ class LakeFSApi:
         return _json(location)
 
     async def link_physical_address(self, request: Request) -> Response:
-        repository, branch = request.path_params["repository"], request.path_params["branch"]
+        repository, branch = _param(request, "repository"), _param(request, "branch")
         path = validate_path(request.query_params.get("path"))
         if_absent = self._conditional(request)
         body = await _body_json(request)
@@ -1016,6 +1025,21 @@ class LakeFSApi:
         return [Route(path, endpoint, methods=methods) for path, endpoint, methods in table]
 
 
+class EncodedSlashMiddleware:
+    """Route on the raw path so that ``%2F`` inside a segment stays inside that segment."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw and b"%2f" in raw.lower():
+            segments = raw.split(b"?", 1)[0].decode("ascii", "replace").split("/")
+            path = "/".join(unquote(segment).replace("/", _SLASH) for segment in segments)
+            scope = {**scope, "path": path}
+        await self.app(scope, receive, send)
+
+
 class BasicAuthMiddleware:
     """Require HTTP Basic credentials on every path but the health check and presigned URLs."""
 
@@ -1062,6 +1086,12 @@ async def _api_error(request: Request, error: Exception) -> Response:
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
+async def _http_error(request: Request, error: Exception) -> Response:
+    status = getattr(error, "status_code", 404)
+    detail = getattr(error, "detail", "") or "not found"
+    return JSONResponse({"message": f"{detail}: {request.method} {request.url.path}"}, status_code=status)
+
+
 async def _unexpected(request: Request, error: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse({"message": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
@@ -1076,9 +1106,11 @@ def build_app(api: LakeFSApi, *, access_key_id: str, secret_access_key: str):
             Mount("/api/v1", routes=routes),
             *routes,
         ],
-        exception_handlers={ApiError: _api_error, Exception: _unexpected},
+        exception_handlers={ApiError: _api_error, 404: _http_error, 405: _http_error, Exception: _unexpected},
     )
-    return BasicAuthMiddleware(app, access_key_id=access_key_id, secret_access_key=secret_access_key)
+    return BasicAuthMiddleware(
+        EncodedSlashMiddleware(app), access_key_id=access_key_id, secret_access_key=secret_access_key
+    )
 
 
 __all__ = ["LakeFSApi", "Presigner", "build_app", "object_stats", "Unauthorized"]
