@@ -75,7 +75,9 @@ def bench_commit_scaling(rounds: int, sizes: tuple[int, int]) -> None:
                             f"{round_number}-{index}".encode(), pre_sign=False
                         )
                     started = time.perf_counter()
-                    sdk.commits_api.commit(repo.id, branch.id, CommitCreation(message=f"round {round_number}"))
+                    sdk.commits_api.commit(
+                        repo.id, branch.id, CommitCreation(message=f"round {round_number}")
+                    )
                     commit_times.append(time.perf_counter() - started)
                     started = time.perf_counter()
                     sdk.refs_api.merge_into_branch(repo.id, branch.id, "main", merge=Merge(message="merge"))
@@ -153,12 +155,16 @@ def bench_memory(size_mib: int) -> None:
         peak = _peak_rss_mib(server.process.pid)
         size = obj.stat().size_bytes
         assert size == size_mib * MIB, f"stored {size} bytes, sent {size_mib * MIB}"
-        print(f"server peak RSS before upload {before:.0f} MiB, after {peak:.0f} MiB ({elapsed:.1f} s upload)")
+        print(
+            f"server peak RSS before upload {before:.0f} MiB, after {peak:.0f} MiB ({elapsed:.1f} s upload)"
+        )
         print(f"peak {peak:.0f} MiB vs 200 MiB aim: {'ok' if peak < 200 else 'OVER'}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--small", action="store_true", help="tiny sizes, for a quick smoke run")
     parser.add_argument("--rounds", type=int, default=7, help="commits and merges measured per size")
     args = parser.parse_args()

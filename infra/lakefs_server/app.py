@@ -28,7 +28,15 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Mount, Route
 
 from .blockstore import BlockStore, new_address
-from .errors import ApiError, BadRequest, Forbidden, NotFound, PreconditionFailed, RangeNotSatisfiable, Unauthorized
+from .errors import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    RangeNotSatisfiable,
+    Unauthorized,
+)
 from .hooks import ACTIONS_PREFIX, MAX_ACTION_FILE, HookRunner
 from .names import NAMESPACE_RE, validate_path
 from .store import MAX_PAGE, Change, Resolved, Store
@@ -126,7 +134,9 @@ def _metadata(body: dict[str, Any], name: str = "metadata") -> dict[str, str]:
     return metadata
 
 
-def object_stats(path: str, entry: list[Any], *, user_metadata: bool = True, address: str | None = None) -> dict:
+def object_stats(
+    path: str, entry: list[Any], *, user_metadata: bool = True, address: str | None = None
+) -> dict:
     physical_address, checksum, size, mtime, content_type, metadata = entry
     stats = {
         "path": path,
@@ -153,7 +163,9 @@ def _diff_item(change: Change) -> dict[str, Any]:
     return item
 
 
-def _group_diff(changes: Iterator[Change], *, prefix: str, after: str, delimiter: str, amount: int) -> list[dict]:
+def _group_diff(
+    changes: Iterator[Change], *, prefix: str, after: str, delimiter: str, amount: int
+) -> list[dict]:
     """Page through changes, folding paths below ``delimiter`` into common prefixes."""
     results: list[dict[str, Any]] = []
     last_prefix = None
@@ -288,7 +300,8 @@ class LakeFSApi:
         namespace = self._namespace(repository).rstrip("/") + "/"
         if not address.startswith(namespace):
             raise BadRequest(
-                f"physical address {address!r} is outside the storage namespace {namespace!r} of {repository!r}"
+                f"physical address {address!r} is outside the storage namespace {namespace!r} "
+                f"of repository {repository!r}"
             )
 
     # -- setup, config, auth -------------------------------------------------------------------
@@ -394,7 +407,9 @@ class LakeFSApi:
             record = {"branch_id": name, "source_ref": source, "commit_id": commit_id}
             self.hooks.run_pre("pre-create-branch", repository=repository, actions_ref=source, record=record)
             commit_id = self.store.create_branch(repository, name, source=source, force=force)
-            self.hooks.run_post("post-create-branch", repository=repository, actions_ref=commit_id, record=record)
+            self.hooks.run_post(
+                "post-create-branch", repository=repository, actions_ref=commit_id, record=record
+            )
             return commit_id
 
         commit_id = await run_in_threadpool(create)
@@ -464,7 +479,9 @@ class LakeFSApi:
             record = {"tag_id": name, "source_ref": ref, "commit_id": commit_id}
             self.hooks.run_pre("pre-create-tag", repository=repository, actions_ref=ref, record=record)
             commit_id = self.store.create_tag(repository, name, ref=ref, force=force)
-            self.hooks.run_post("post-create-tag", repository=repository, actions_ref=commit_id, record=record)
+            self.hooks.run_post(
+                "post-create-tag", repository=repository, actions_ref=commit_id, record=record
+            )
             return commit_id
 
         commit_id = await run_in_threadpool(create)
@@ -531,7 +548,9 @@ class LakeFSApi:
             try:
                 since = int(datetime.fromisoformat(params["since"].replace("Z", "+00:00")).timestamp())
             except ValueError as error:
-                raise BadRequest(f"query parameter 'since' is not an RFC 3339 date-time: {params['since']!r}") from error
+                raise BadRequest(
+                    f"query parameter 'since' is not an RFC 3339 date-time: {params['since']!r}"
+                ) from error
         after = params.get("after", "")
         results: list[dict[str, Any]] = []
         skipping = bool(after)
@@ -552,7 +571,9 @@ class LakeFSApi:
                 break
         return _json(_page(results, amount, key=lambda c: c["id"]))
 
-    def _touches(self, repository: str, commit: dict[str, Any], objects: list[str], prefixes: list[str]) -> bool:
+    def _touches(
+        self, repository: str, commit: dict[str, Any], objects: list[str], prefixes: list[str]
+    ) -> bool:
         if not commit["parents"]:
             return False
         changed = self.store.diff_commits(repository, commit["parents"][0], commit["id"])
@@ -566,7 +587,9 @@ class LakeFSApi:
         amount = _amount(request)
         prefix, after = params.get("prefix", ""), params.get("after", "")
         changes = self.store.uncommitted(repository, branch, prefix=prefix, after=after)
-        results = _group_diff(changes, prefix=prefix, after=after, delimiter=params.get("delimiter", ""), amount=amount)
+        results = _group_diff(
+            changes, prefix=prefix, after=after, delimiter=params.get("delimiter", ""), amount=amount
+        )
         return _json(_page(results, amount, key=lambda d: d["path"]))
 
     def diff_refs(self, request: Request) -> Response:
@@ -582,7 +605,9 @@ class LakeFSApi:
         amount = _amount(request)
         prefix, after = params.get("prefix", ""), params.get("after", "")
         changes = self.store.diff_commits(repository, left, right, prefix=prefix)
-        results = _group_diff(changes, prefix=prefix, after=after, delimiter=params.get("delimiter", ""), amount=amount)
+        results = _group_diff(
+            changes, prefix=prefix, after=after, delimiter=params.get("delimiter", ""), amount=amount
+        )
         return _json(_page(results, amount, key=lambda d: d["path"]))
 
     def find_merge_base(self, request: Request) -> Response:
@@ -654,7 +679,11 @@ class LakeFSApi:
         repository, ref = _param(request, "repository"), _param(request, "ref")
         params = request.query_params
         amount = _amount(request)
-        prefix, after, delimiter = params.get("prefix", ""), params.get("after", ""), params.get("delimiter", "")
+        prefix, after, delimiter = (
+            params.get("prefix", ""),
+            params.get("after", ""),
+            params.get("delimiter", ""),
+        )
         user_metadata = _bool(request, "user_metadata", True)
         resolved = self.store.resolve(repository, ref)
         results: list[dict[str, Any]] = []
@@ -729,7 +758,9 @@ class LakeFSApi:
 
     # -- objects: write ------------------------------------------------------------------------
 
-    async def _receive(self, request: Request, address: str, *, multipart: bool) -> tuple[int, str, str | None]:
+    async def _receive(
+        self, request: Request, address: str, *, multipart: bool
+    ) -> tuple[int, str, str | None]:
         """Stream the request body (or its 'content' part) into a new block; return size, MD5, part type."""
         writer = self.blocks.writer(address)
         part_type: str | None = None
@@ -744,7 +775,9 @@ class LakeFSApi:
                 raise BadRequest(f"upload truncated: got {writer.size} of {expected} bytes")
         except ClientDisconnect:
             writer.abort()
-            raise BadRequest("upload interrupted: the client disconnected before sending the whole body") from None
+            raise BadRequest(
+                "upload interrupted: the client disconnected before sending the whole body"
+            ) from None
         except BaseException:
             writer.abort()
             raise
@@ -757,7 +790,13 @@ class LakeFSApi:
         boundary = options.get(b"boundary")
         if not boundary:
             raise BadRequest("multipart upload without a boundary in Content-Type")
-        state: dict[str, Any] = {"headers": {}, "field": b"", "value": b"", "in_content": False, "found": False}
+        state: dict[str, Any] = {
+            "headers": {},
+            "field": b"",
+            "value": b"",
+            "in_content": False,
+            "found": False,
+        }
 
         def on_part_begin() -> None:
             state["headers"] = {}
@@ -822,7 +861,9 @@ class LakeFSApi:
             self.store.branch_commit(repository, branch)
             if if_absent:
                 try:
-                    self.store.get_entry(repository, Resolved(self.store.branch_commit(repository, branch), branch), path)
+                    self.store.get_entry(
+                        repository, Resolved(self.store.branch_commit(repository, branch), branch), path
+                    )
                 except NotFound:
                     pass
                 else:
@@ -833,11 +874,15 @@ class LakeFSApi:
         content_type, _ = parse_options_header(request.headers.get("content-type", ""))
         multipart = content_type == b"multipart/form-data"
         metadata = {
-            key[len(META_HEADER) :]: value for key, value in request.headers.items() if key.startswith(META_HEADER)
+            key[len(META_HEADER) :]: value
+            for key, value in request.headers.items()
+            if key.startswith(META_HEADER)
         }
         address = new_address(namespace)
         size, md5, part_type = await self._receive(request, address, multipart=multipart)
-        object_type = (part_type if multipart else request.headers.get("content-type")) or DEFAULT_CONTENT_TYPE
+        object_type = (
+            part_type if multipart else request.headers.get("content-type")
+        ) or DEFAULT_CONTENT_TYPE
         entry = [address, md5, size, int(time.time()), object_type, metadata]
         await run_in_threadpool(self.store.stage, repository, branch, path, entry, if_absent=if_absent)
         return _json(object_stats(path, entry), 201)
@@ -856,7 +901,9 @@ class LakeFSApi:
 
         return _json(object_stats(path, await run_in_threadpool(stage)), 201)
 
-    def _linked_entry(self, address: str, body: dict[str, Any], *, size_field: str, metadata_field: str) -> list:
+    def _linked_entry(
+        self, address: str, body: dict[str, Any], *, size_field: str, metadata_field: str
+    ) -> list:
         declared = _field(body, size_field, int)
         actual = self.blocks.size(address)
         if actual is None:

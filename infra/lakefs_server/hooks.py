@@ -25,8 +25,14 @@ from .errors import PreconditionFailed
 
 ACTIONS_PREFIX = "_lakefs_actions/"
 EVENTS = {
-    "pre-commit", "post-commit", "pre-merge", "post-merge",
-    "pre-create-branch", "post-create-branch", "pre-create-tag", "post-create-tag",
+    "pre-commit",
+    "post-commit",
+    "pre-merge",
+    "post-merge",
+    "pre-create-branch",
+    "post-create-branch",
+    "pre-create-tag",
+    "post-create-tag",
 }
 MAX_ACTION_FILE = 1024 * 1024
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -96,7 +102,9 @@ def parse_action(source: str, raw: bytes, *, default_timeout: float) -> Action:
         if event not in EVENTS:
             raise fail(f"unknown event {event!r}; known: {', '.join(sorted(EVENTS))}")
         branches = (spec or {}).get("branches") if isinstance(spec, dict) else None
-        if branches is not None and not (isinstance(branches, list) and all(isinstance(b, str) for b in branches)):
+        if branches is not None and not (
+            isinstance(branches, list) and all(isinstance(b, str) for b in branches)
+        ):
             raise fail(f"'on.{event}.branches' must be a list of branch names or patterns")
         events[event] = branches
     if not isinstance(hooks, list) or not hooks:
@@ -190,9 +198,7 @@ class HookRunner:
             logger.warning("%s hooks skipped: %s", event, error)
             return
         calls = [
-            (action, hook)
-            for action in actions
-            for hook in action.hooks_for(event, record.get("branch_id"))
+            (action, hook) for action in actions for hook in action.hooks_for(event, record.get("branch_id"))
         ]
         if not calls:
             return

@@ -331,10 +331,7 @@ class Store:
             row = conn.execute(
                 "SELECT commit_id FROM tags WHERE repository = ? AND name = ?", (repository, base)
             ).fetchone()
-            if row:
-                commit_id = row[0]
-            else:
-                commit_id = self._commit_by_prefix(conn, repository, base, ref)
+            commit_id = row[0] if row else self._commit_by_prefix(conn, repository, base, ref)
         if any(kind in "@$" for kind, _ in modifiers):
             if branch is None or len(modifiers) != 1:
                 raise BadRequest(f"invalid reference {ref!r}: '@' and '$' apply to a branch name alone")
@@ -388,7 +385,9 @@ class Store:
             ).fetchone()
             if exists and not force:
                 raise Conflict(f"branch {name!r} already exists in repository {repository!r}")
-            if conn.execute("SELECT 1 FROM tags WHERE repository = ? AND name = ?", (repository, name)).fetchone():
+            if conn.execute(
+                "SELECT 1 FROM tags WHERE repository = ? AND name = ?", (repository, name)
+            ).fetchone():
                 raise Conflict(f"a tag named {name!r} already exists in repository {repository!r}")
             conn.execute(
                 "INSERT OR REPLACE INTO branches (repository, name, commit_id) VALUES (?, ?, ?)",
@@ -396,7 +395,9 @@ class Store:
             )
         return resolved.commit_id
 
-    def list_refs(self, repository: str, table: str, *, prefix: str, after: str, amount: int) -> list[dict[str, str]]:
+    def list_refs(
+        self, repository: str, table: str, *, prefix: str, after: str, amount: int
+    ) -> list[dict[str, str]]:
         self.get_repository(repository)
         rows = (
             self.conn()
@@ -412,7 +413,9 @@ class Store:
     def delete_branch(self, repository: str, name: str) -> None:
         with self.transaction() as conn:
             if self.get_repository(repository)["default_branch"] == name:
-                raise Forbidden(f"cannot delete {name!r}: it is the default branch of repository {repository!r}")
+                raise Forbidden(
+                    f"cannot delete {name!r}: it is the default branch of repository {repository!r}"
+                )
             self.branch_commit(repository, name, conn)
             conn.execute("DELETE FROM branches WHERE repository = ? AND name = ?", (repository, name))
             conn.execute("DELETE FROM staged WHERE repository = ? AND branch = ?", (repository, name))
@@ -422,7 +425,8 @@ class Store:
             self.branch_commit(repository, branch, conn)
             target = self.resolve(repository, ref, conn).commit_id
             conn.execute(
-                "UPDATE branches SET commit_id = ? WHERE repository = ? AND name = ?", (target, repository, branch)
+                "UPDATE branches SET commit_id = ? WHERE repository = ? AND name = ?",
+                (target, repository, branch),
             )
             conn.execute("DELETE FROM staged WHERE repository = ? AND branch = ?", (repository, branch))
 
@@ -470,12 +474,16 @@ class Store:
             ).fetchone()
             if row is not None:
                 if row[0] is None:
-                    raise NotFound(f"object {path!r} not found at {ref_name(resolved)!r} (deleted, uncommitted)")
+                    raise NotFound(
+                        f"object {path!r} not found at {ref_name(resolved)!r} (deleted, uncommitted)"
+                    )
                 return json.loads(row[0])
         commit = self._commit(conn, repository, resolved.commit_id)
         entry = tree.get_entry(self._nodes(conn), commit["meta_range_id"], path)
         if entry is None:
-            raise NotFound(f"object {path!r} not found at {ref_name(resolved)!r} in repository {repository!r}")
+            raise NotFound(
+                f"object {path!r} not found at {ref_name(resolved)!r} in repository {repository!r}"
+            )
         return entry
 
     def stage(
@@ -503,7 +511,8 @@ class Store:
                 committed = tree.get_entry(self._nodes(conn), head["meta_range_id"], path)
             if entry is None and committed is None:
                 conn.execute(
-                    "DELETE FROM staged WHERE repository = ? AND branch = ? AND path = ?", (repository, branch, path)
+                    "DELETE FROM staged WHERE repository = ? AND branch = ? AND path = ?",
+                    (repository, branch, path),
                 )
             else:
                 conn.execute(
@@ -522,7 +531,8 @@ class Store:
 
     def _exists(self, conn: sqlite3.Connection, repository: str, branch: str, path: str) -> bool:
         row = conn.execute(
-            "SELECT entry FROM staged WHERE repository = ? AND branch = ? AND path = ?", (repository, branch, path)
+            "SELECT entry FROM staged WHERE repository = ? AND branch = ? AND path = ?",
+            (repository, branch, path),
         ).fetchone()
         if row is not None:
             return row[0] is not None
@@ -557,7 +567,9 @@ class Store:
 
     # -- staging area --------------------------------------------------------------------------
 
-    def uncommitted(self, repository: str, branch: str, *, prefix: str = "", after: str = "") -> Iterator[Change]:
+    def uncommitted(
+        self, repository: str, branch: str, *, prefix: str = "", after: str = ""
+    ) -> Iterator[Change]:
         conn = self.conn()
         head = self._commit(conn, repository, self.branch_commit(repository, branch, conn))
         nodes = self._nodes(conn)
@@ -577,8 +589,9 @@ class Store:
 
     def _is_dirty(self, conn: sqlite3.Connection, repository: str, branch: str) -> bool:
         return (
-            conn.execute("SELECT 1 FROM staged WHERE repository = ? AND branch = ? LIMIT 1", (repository, branch))
-            .fetchone()
+            conn.execute(
+                "SELECT 1 FROM staged WHERE repository = ? AND branch = ? LIMIT 1", (repository, branch)
+            ).fetchone()
             is not None
         )
 
@@ -589,11 +602,13 @@ class Store:
                 conn.execute("DELETE FROM staged WHERE repository = ? AND branch = ?", (repository, branch))
             elif kind == "object":
                 conn.execute(
-                    "DELETE FROM staged WHERE repository = ? AND branch = ? AND path = ?", (repository, branch, path)
+                    "DELETE FROM staged WHERE repository = ? AND branch = ? AND path = ?",
+                    (repository, branch, path),
                 )
             elif kind == "common_prefix":
                 conn.execute(
-                    "DELETE FROM staged WHERE repository = ? AND branch = ? AND path >= ? AND substr(path, 1, ?) = ?",
+                    "DELETE FROM staged WHERE repository = ? AND branch = ?"
+                    " AND path >= ? AND substr(path, 1, ?) = ?",
                     (repository, branch, path, len(path), path),
                 )
             else:
@@ -619,7 +634,9 @@ class Store:
                 "SELECT path, entry FROM staged WHERE repository = ? AND branch = ?", (repository, branch)
             ).fetchall()
             if not rows and not allow_empty:
-                raise BadRequest(f"commit: no changes on branch {branch!r} (pass allow_empty to commit anyway)")
+                raise BadRequest(
+                    f"commit: no changes on branch {branch!r} (pass allow_empty to commit anyway)"
+                )
             nodes = self._nodes(conn)
             changes = {path: None if raw is None else json.loads(raw) for path, raw in rows}
             root = tree.apply_changes(nodes, head["meta_range_id"], changes)
@@ -671,9 +688,13 @@ class Store:
                 if parent_id not in seen:
                     seen.add(parent_id)
                     parent = self._commit(conn, repository, parent_id)
-                    heapq.heappush(queue, (-parent["creation_date"], -parent["generation"], parent_id, parent))
+                    heapq.heappush(
+                        queue, (-parent["creation_date"], -parent["generation"], parent_id, parent)
+                    )
 
-    def merge_base(self, repository: str, left: str, right: str, conn: sqlite3.Connection | None = None) -> str:
+    def merge_base(
+        self, repository: str, left: str, right: str, conn: sqlite3.Connection | None = None
+    ) -> str:
         """Best common ancestor of two commits (the one with the highest generation)."""
         conn = conn or self.conn()
 
@@ -722,8 +743,10 @@ class Store:
         if strategy not in (None, "", "dest-wins", "source-wins"):
             raise BadRequest(f"unknown merge strategy {strategy!r}: use 'dest-wins' or 'source-wins'")
         nodes = self._nodes(conn)
-        roots = {name: self._commit(conn, repository, cid)["meta_range_id"] for name, cid in
-                 (("base", base), ("source", source), ("destination", destination))}
+        roots = {
+            name: self._commit(conn, repository, cid)["meta_range_id"]
+            for name, cid in (("base", base), ("source", source), ("destination", destination))
+        }
         source_changes = {p: after for p, _, after in tree.diff_trees(nodes, roots["base"], roots["source"])}
         destination_changes = {
             p: after for p, _, after in tree.diff_trees(nodes, roots["base"], roots["destination"])
@@ -797,14 +820,22 @@ class Store:
         if not parents:
             raise BadRequest(f"{what}: commit {commit['id'][:12]} has no parent")
         if len(parents) > 1 and not parent_number:
-            raise BadRequest(f"{what}: commit {commit['id'][:12]} is a merge commit; pass parent_number (1 or 2)")
+            raise BadRequest(
+                f"{what}: commit {commit['id'][:12]} is a merge commit; pass parent_number (1 or 2)"
+            )
         number = parent_number or 1
         if number > len(parents) or number < 1:
             raise BadRequest(f"{what}: parent_number {number} is out of range (commit has {len(parents)})")
         return parents[number - 1]
 
     def revert(
-        self, repository: str, branch: str, *, ref: str, parent_number: int | None, committer: str,
+        self,
+        repository: str,
+        branch: str,
+        *,
+        ref: str,
+        parent_number: int | None,
+        committer: str,
         allow_empty: bool = False,
     ) -> str:
         with self.transaction() as conn:
@@ -814,7 +845,13 @@ class Store:
             target = self._commit(conn, repository, self.resolve(repository, ref, conn).commit_id)
             parent = self._pick_parent(target, parent_number, "revert")
             root, changed = self._three_way(
-                conn, repository, base=target["id"], source=parent, destination=head, strategy=None, what="revert"
+                conn,
+                repository,
+                base=target["id"],
+                source=parent,
+                destination=head,
+                strategy=None,
+                what="revert",
             )
             if not changed and not allow_empty:
                 raise BadRequest(f"revert: commit {target['id'][:12]} changed nothing")
@@ -843,7 +880,12 @@ class Store:
             target = self._commit(conn, repository, self.resolve(repository, ref, conn).commit_id)
             parent = self._pick_parent(target, parent_number, "cherry-pick")
             root, _ = self._three_way(
-                conn, repository, base=parent, source=target["id"], destination=head, strategy=None,
+                conn,
+                repository,
+                base=parent,
+                source=target["id"],
+                destination=head,
+                strategy=None,
                 what="cherry-pick",
             )
             record = self._insert_commit(

@@ -99,8 +99,7 @@ def iter_entries(store: NodeStore, root_id: str, *, start: str = "") -> Iterator
             continue
         items = node["l"]
         index = bisect.bisect_left(items, start, key=lambda item: item[0])
-        for path, entry in items[index:]:
-            yield path, entry
+        yield from ((path, entry) for path, entry in items[index:])
         break
     # Everything after the first leaf is >= start, so the rest is a plain in-order walk.
     while stack:
@@ -125,7 +124,11 @@ def apply_changes(store: NodeStore, root_id: str, changes: Mapping[str, Entry | 
     while len(level) > 1:
         height += 1
         level = [
-            (chunk[0][0], store.put({"h": height, "i": [[key, child] for key, child, _ in chunk]}), len(chunk))
+            (
+                chunk[0][0],
+                store.put({"h": height, "i": [[key, child] for key, child, _ in chunk]}),
+                len(chunk),
+            )
             for chunk in _chunks(level, INTERNAL_MAX)
         ]
     if not level:

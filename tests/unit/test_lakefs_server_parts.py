@@ -46,7 +46,13 @@ def test_invalid_tag_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [(None, None), ("bytes=0-0", (0, 0)), ("bytes=2-", (2, 9)), ("bytes=-3", (7, 9)), ("bytes=5-100", (5, 9))],
+    [
+        (None, None),
+        ("bytes=0-0", (0, 0)),
+        ("bytes=2-", (2, 9)),
+        ("bytes=-3", (7, 9)),
+        ("bytes=5-100", (5, 9)),
+    ],
 )
 def test_ranges(header: str | None, expected: tuple[int, int] | None) -> None:
     assert _parse_range(header, 10) == expected
@@ -66,7 +72,9 @@ def test_malformed_ranges_are_400(header: str) -> None:
 
 def _request(url: str) -> Request:
     path, _, query = url.partition("?")
-    return Request({"type": "http", "method": "GET", "path": path, "query_string": query.encode(), "headers": []})
+    return Request(
+        {"type": "http", "method": "GET", "path": path, "query_string": query.encode(), "headers": []}
+    )
 
 
 def test_presigned_urls_verify_and_refuse_tampering_and_expiry() -> None:
@@ -124,10 +132,16 @@ def test_action_file_parses_events_branches_and_hooks() -> None:
         (b"- a list", "expected a mapping"),
         (b"on: {pre-merge: {}}\nhooks: []", "missing 'name'"),
         (b"name: x\nhooks: []", "missing 'on'"),
-        (b"name: x\non: {pre-push: {}}\nhooks: [{id: a, type: webhook, properties: {url: 'http://h'}}]", "unknown event"),
+        (
+            b"name: x\non: {pre-push: {}}\nhooks: [{id: a, type: webhook, properties: {url: 'http://h'}}]",
+            "unknown event",
+        ),
         (b"name: x\non: {pre-merge: {}}", "missing 'hooks'"),
         (b"name: x\non: {pre-merge: {}}\nhooks: [{id: a, type: lua}]", "not supported"),
-        (b"name: x\non: {pre-merge: {}}\nhooks: [{id: a, type: webhook, properties: {url: ftp://h}}]", "http(s) URL"),
+        (
+            b"name: x\non: {pre-merge: {}}\nhooks: [{id: a, type: webhook, properties: {url: ftp://h}}]",
+            "http(s) URL",
+        ),
     ],
 )
 def test_malformed_action_files_name_the_file_and_problem(raw: bytes, problem: str) -> None:
