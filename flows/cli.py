@@ -1,0 +1,346 @@
+"""The ``lockgate`` command line: run the embedded lakeFS-API server, show the versioning demo.
+
+Heavy libraries (lakefs, pandas, uvicorn) are imported inside the commands, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import enum
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from flows.demo import DemoResult
+
+app = typer.Typer(
+    name="lockgate",
+    help="lockgate: a production ML loop where data moves on only when its contract gate opens.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_show_locals=False,  # locals may hold credentials
+)
+lakefs_app = typer.Typer(
+    help="The embedded lakeFS-API-compatible server (versioned data without Docker).",
+    no_args_is_help=True,
+)
+app.add_typer(lakefs_app, name="lakefs")
+
+console = Console()
+error_console = Console(stderr=True)
+
+
+class BlockStore(enum.StrEnum):
+    """Where the embedded server keeps object bytes."""
+
+    local = "local"
+    s3 = "s3"
+
+
+def _fail(message: str, *, code: int = 1) -> NoReturn:
+    error_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _fail_on_settings(error: ValidationError, *, what: str) -> NoReturn:
+    """Report invalid settings field by field, without echoing the values (they may be secrets)."""
+    problems = []
+    for problem in error.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in problem["loc"]) or "settings"
+        problems.append(f"{field}: {problem['msg'].removeprefix('Value error, ')}")
+    _fail(f"invalid {what}: {'; '.join(problems)}", code=2)
+
+
+@app.command("version")
+def show_version() -> None:
+    """Print the lockgate version and the lakeFS client versions it was built against."""
+    for package in ("lockgate", "lakefs", "lakefs-sdk"):
+        try:
+            console.print(f"{package} {version(package)}", highlight=False)
+        except PackageNotFoundError:
+            console.print(f"{package} (not installed)", highlight=False)
+
+
+@lakefs_app.command("serve")
+def serve_lakefs(
+    host: Annotated[
+        str | None,
+        typer.Option(help="Interface to listen on. (env LOCKGATE_EMBEDDED_LAKEFS_HOST; default 127.0.0.1)"),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="TCP port; 0 picks a free one. (env LOCKGATE_EMBEDDED_LAKEFS_PORT; default 8000)",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            file_okay=False,
+            help=(
+                "Directory for the SQLite metadata, local blocks and credentials.json. "
+                "(env LOCKGATE_EMBEDDED_LAKEFS_DATA_DIR; default .lockgate/lakefs)"
+            ),
+        ),
+    ] = None,
+    access_key_id: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Access key ID clients must present; with --secret-access-key. When both are unset a pair "
+                "is generated on first start and stored owner-only in DATA_DIR/credentials.json. "
+                "(env LOCKGATE_EMBEDDED_LAKEFS_ACCESS_KEY_ID)"
+            )
+        ),
+    ] = None,
+    secret_access_key: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Secret access key (8+ characters). Prefer the environment variable: command lines are "
+                "visible to other users. (env LOCKGATE_EMBEDDED_LAKEFS_SECRET_ACCESS_KEY)"
+            )
+        ),
+    ] = None,
+    block_store: Annotated[
+        BlockStore | None,
+        typer.Option(
+            case_sensitive=False,
+            help=(
+                "Where object bytes live: 'local' (DATA_DIR/blocks) or 's3' (needs --s3-bucket). "
+                "(env LOCKGATE_EMBEDDED_LAKEFS_BLOCK_STORE; default local)"
+            ),
+        ),
+    ] = None,
+    s3_bucket: Annotated[
+        str | None,
+        typer.Option(help="Bucket of the S3 block store. (env LOCKGATE_EMBEDDED_LAKEFS_S3_BUCKET)"),
+    ] = None,
+    s3_prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="Key prefix inside the S3 bucket. (env LOCKGATE_EMBEDDED_LAKEFS_S3_PREFIX; default lakefs)"
+        ),
+    ] = None,
+    s3_endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "S3-compatible endpoint (MinIO, moto); AWS when unset. AWS credentials come from the usual "
+                "boto3 sources. (env LOCKGATE_EMBEDDED_LAKEFS_S3_ENDPOINT_URL)"
+            )
+        ),
+    ] = None,
+    presign: Annotated[
+        bool | None,
+        typer.Option(
+            "--presign/--no-presign",
+            help="Offer presigned upload/download URLs to clients. (env LOCKGATE_EMBEDDED_LAKEFS_PRESIGN)",
+        ),
+    ] = None,
+) -> None:
+    """Run the embedded lakeFS-API server in the foreground until Ctrl+C.
+
+    Options override LOCKGATE_EMBEDDED_LAKEFS_* environment variables. Point any lakeFS client
+    (the lakefs SDK, lakectl) at http://HOST:PORT/api/v1.
+    """
+    from infra.lakefs_server.config import EmbeddedLakeFSSettings
+
+    given = {
+        "host": host,
+        "port": port,
+        "data_dir": data_dir,
+        "access_key_id": access_key_id,
+        "secret_access_key": secret_access_key,
+        "block_store": block_store.value if block_store is not None else None,
+        "s3_bucket": s3_bucket,
+        "s3_prefix": s3_prefix,
+        "s3_endpoint_url": s3_endpoint_url,
+        "presign": presign,
+    }
+    try:
+        settings = EmbeddedLakeFSSettings(
+            **{name: value for name, value in given.items() if value is not None}
+        )
+    except ValidationError as error:
+        _fail_on_settings(error, what="embedded lakeFS settings")
+    from infra.lakefs_server.server import run_server
+
+    run_server(settings)
+
+
+@app.command("demo")
+def run_demo(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            file_okay=False,
+            help=(
+                "Data directory of the embedded server; reuse it to keep the demo repository between runs. "
+                "(env LOCKGATE_LAKEFS_EMBEDDED_DATA_DIR; default .lockgate/lakefs)"
+            ),
+        ),
+    ] = None,
+    keep_running: Annotated[
+        bool,
+        typer.Option(
+            "--keep-running", help="Leave the embedded server running after the demo, until Ctrl+C."
+        ),
+    ] = False,
+    storage_namespace: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Storage namespace for the demo repository when it is created, "
+                "e.g. s3://bucket/lockgate-demo. Default: the server's suggestion "
+                "(local://lockgate-demo on the embedded server)."
+            )
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the generated readings.")] = 42,
+    rows: Annotated[int, typer.Option(min=1, max=1_000_000, help="Number of generated readings.")] = 300,
+) -> None:
+    """Show versioned data end to end: branch, write Parquet, commit, diff, merge, read back.
+
+    Starts the embedded lakeFS-API server (unless LOCKGATE_LAKEFS_ENDPOINT names a real lakeFS),
+    works on repository 'lockgate-demo' and a new branch demo-YYYYMMDD-HHMMSS-xxxx, and verifies that the data
+    read at the merge commit equals what was written. Safe to run again on the same data directory.
+    """
+    from infra.settings import LakeFSSettings
+
+    try:
+        settings = LakeFSSettings()
+    except ValidationError as error:
+        _fail_on_settings(error, what="lakeFS settings (LOCKGATE_LAKEFS_*)")
+
+    from infra.clients import make_lakefs_client
+    from infra.lakefs_server.launcher import EmbeddedLakeFS, ServerStartError
+
+    server = None
+    if settings.endpoint is None:
+        server = EmbeddedLakeFS(data_dir or settings.embedded_data_dir)
+        with console.status("Starting the embedded lakeFS-API server..."):
+            try:
+                server.start()
+            except ServerStartError as error:
+                _fail(str(error))
+        console.print(f"Embedded lakeFS-API server on [bold]{server.endpoint}[/] (data in {server.data_dir})")
+        client = server.client()
+    else:
+        client = make_lakefs_client(settings)
+        console.print(f"Using the lakeFS server at [bold]{settings.endpoint}[/]")
+    try:
+        result = _run_demo_with_progress(client, storage_namespace=storage_namespace, seed=seed, rows=rows)
+        _print_demo_result(result)
+        if server is not None and keep_running:
+            _wait_for_interrupt(server)
+    finally:
+        if server is not None:
+            server.stop()
+    if not result.verified:
+        _fail("the DataFrame read at the merge commit differs from the one written")
+
+
+def _run_demo_with_progress(client, *, storage_namespace: str | None, seed: int, rows: int) -> DemoResult:
+    """Run ``flows.demo`` with a progress bar, turning project errors into a clean exit."""
+    from flows.demo import DEMO_REPOSITORY, DEMO_STEPS, make_demo_branch_name, run_versioning_demo
+    from tasks.errors import LockgateError
+    from tasks.versioning import default_storage_namespace
+
+    try:
+        namespace = storage_namespace or default_storage_namespace(DEMO_REPOSITORY, client=client)
+        if namespace is None:
+            _fail(
+                "the lakeFS server suggests no storage namespace: pass --storage-namespace s3://bucket/prefix"
+            )
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            console=console,
+            transient=True,
+        ) as progress:
+            task_id = progress.add_task("versioning round trip", total=len(DEMO_STEPS))
+
+            def advance(step: str) -> None:
+                progress.update(task_id, advance=1, description=step)
+                console.print(f"[green]done[/] {step}")
+
+            return run_versioning_demo(
+                client=client,
+                storage_namespace=namespace,
+                branch=make_demo_branch_name(),
+                seed=seed,
+                rows=rows,
+                on_step=advance,
+            )
+    except LockgateError as error:
+        _fail(str(error))
+
+
+def _print_demo_result(result: DemoResult) -> None:
+    changes = Table(title=f"Diff: main .. {result.branch}")
+    changes.add_column("path")
+    changes.add_column("change")
+    changes.add_column("size (bytes)", justify="right")
+    for change in result.changes:
+        changes.add_row(change.path, change.type, "" if change.size is None else str(change.size))
+    console.print(changes)
+
+    commits = Table(title=f"Log of main in {result.repository} (newest first)")
+    commits.add_column("commit", no_wrap=True)
+    commits.add_column("message")
+    commits.add_column("metadata")
+    for commit in result.commits:
+        metadata = "\n".join(f"{key}={value}" for key, value in sorted((commit.metadata or {}).items()))
+        commits.add_row(commit.id[:12], commit.message, metadata)
+    console.print(commits)
+
+    branches = Table(title="Branches")
+    branches.add_column("branch")
+    branches.add_column("head commit", no_wrap=True)
+    for branch in result.branches:
+        branches.add_row(branch.name, branch.commit_id[:12])
+    console.print(branches)
+
+    check = "[green]equal[/]" if result.verified else "[red]DIFFERENT[/]"
+    console.print(
+        Panel(
+            f"Wrote {result.rows} rows to lakefs://{result.repository}/{result.branch}/{result.data_path}\n"
+            f"Committed {result.commit_id}\n"
+            f"Merged into main as {result.merge_commit_id}\n"
+            f"Read back at the merge commit: {check} to what was written",
+            title="Summary",
+        ),
+    )
+
+
+def _wait_for_interrupt(server) -> None:
+    """Block until Ctrl+C (or the server exits), telling the user how to connect."""
+    console.print(
+        f"Server still running at [bold]{server.endpoint}[/]; credentials in "
+        f"{server.data_dir / 'credentials.json'} (owner-only). Press Ctrl+C to stop.",
+    )
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        console.print("Stopping the server.")
+
+
+def main() -> None:
+    """Entry point for ``python -m flows.cli``."""
+    app(prog_name="lockgate")
+
+
+if __name__ == "__main__":
+    main()

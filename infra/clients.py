@@ -1,0 +1,47 @@
+"""Client factories: build each external client once, at an entry point, from its settings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from infra.settings import LakeFSSettings
+
+if TYPE_CHECKING:
+    import lakefs
+
+API_PATH = "/api/v1"
+
+
+def lakefs_api_url(endpoint: str) -> str:
+    """The API base URL the ``lakefs`` SDK needs (it does not append ``/api/v1`` itself)."""
+    endpoint = endpoint.rstrip("/")
+    return endpoint if endpoint.endswith(API_PATH) else endpoint + API_PATH
+
+
+def make_lakefs_client(settings: LakeFSSettings) -> lakefs.Client:
+    """Return an official ``lakefs.Client`` for the lakeFS server named in ``settings``.
+
+    Args:
+        settings: Settings with ``endpoint`` and credentials set.
+
+    Returns:
+        The client.
+
+    Raises:
+        ValueError: ``settings.endpoint`` is unset. The embedded server picks its port when it starts,
+            so start it with ``infra.lakefs_server.launcher.EmbeddedLakeFS`` and use its ``.client()``.
+    """
+    import lakefs  # imported here so CLI start-up and --help stay fast
+
+    if settings.endpoint is None:
+        raise ValueError(
+            "LOCKGATE_LAKEFS_ENDPOINT is unset: start the embedded server "
+            "(EmbeddedLakeFS(data_dir).start()) and use its .client(), or set the endpoint of a lakeFS server"
+        )
+    assert settings.access_key_id is not None and settings.secret_access_key is not None  # validated
+    return lakefs.Client(
+        host=lakefs_api_url(settings.endpoint),
+        username=settings.access_key_id,
+        password=settings.secret_access_key.get_secret_value(),
+        verify_ssl=settings.verify_ssl,
+    )
