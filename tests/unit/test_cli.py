@@ -1,0 +1,186 @@
+"""The lockgate CLI: every command documents its options; bad values fail with a clear message."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from infra.lakefs_server.config import EmbeddedLakeFSSettings
+
+# Wide, colourless output so option names are neither truncated nor split by escape codes.
+runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})
+
+
+def plain(text: str) -> str:
+    """Output without ANSI escapes and box-drawing, whitespace collapsed."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's LOCKGATE_* variables must not change what these tests see."""
+    for prefix in ("LOCKGATE_LAKEFS_", "LOCKGATE_EMBEDDED_LAKEFS_"):
+        for name in list(os.environ):
+            if name.startswith(prefix):
+                monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def served_settings(monkeypatch: pytest.MonkeyPatch) -> list[EmbeddedLakeFSSettings]:
+    """Capture the settings ``lakefs serve`` would run the server with, instead of serving."""
+    captured: list[EmbeddedLakeFSSettings] = []
+    monkeypatch.setattr("infra.lakefs_server.server.run_server", captured.append)
+    return captured
+
+
+def test_top_level_help_lists_the_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0, result.output
+    output = plain(result.output)
+    for command in ("demo", "version", "lakefs"):
+        assert command in output
+
+
+def test_serve_help_documents_every_option() -> None:
+    result = runner.invoke(app, ["lakefs", "serve", "--help"])
+    assert result.exit_code == 0, result.output
+    output = plain(result.output)
+    for option in (
+        "--host",
+        "--port",
+        "--data-dir",
+        "--access-key-id",
+        "--secret-access-key",
+        "--block-store",
+        "--s3-bucket",
+        "--s3-prefix",
+        "--s3-endpoint-url",
+        "--no-presign",
+    ):
+        assert option in output, f"{option} missing from lakefs serve --help"
+    assert "credentials.json" in output
+    assert "LOCKGATE_EMBEDDED_LAKEFS_PORT" in output
+
+
+def test_demo_help_documents_every_option() -> None:
+    result = runner.invoke(app, ["demo", "--help"])
+    assert result.exit_code == 0, result.output
+    output = plain(result.output)
+    for option in ("--data-dir", "--keep-running", "--storage-namespace", "--seed", "--rows"):
+        assert option in output, f"{option} missing from demo --help"
+    assert "lockgate-demo" in output
+
+
+def test_version_prints_package_versions() -> None:
+    result = runner.invoke(app, ["version"])
+    assert result.exit_code == 0, result.output
+    assert "lockgate 0.1.0" in result.output
+    assert "lakefs-sdk 1.88.0" in result.output
+
+
+def test_serve_options_override_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, served_settings: list[EmbeddedLakeFSSettings]
+) -> None:
+    monkeypatch.setenv("LOCKGATE_EMBEDDED_LAKEFS_PORT", "9100")
+    monkeypatch.setenv("LOCKGATE_EMBEDDED_LAKEFS_HOST", "0.0.0.0")
+    result = runner.invoke(
+        app, ["lakefs", "serve", "--port", "9200", "--data-dir", str(tmp_path), "--no-presign"]
+    )
+    assert result.exit_code == 0, result.output
+    [settings] = served_settings
+    assert settings.port == 9200  # the option wins over the environment
+    assert settings.host == "0.0.0.0"  # the environment fills what the options leave out
+    assert settings.data_dir == tmp_path
+    assert settings.presign is False
+    assert settings.block_store == "local"
+
+
+def test_serve_s3_options_reach_the_settings(served_settings: list[EmbeddedLakeFSSettings]) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "lakefs",
+            "serve",
+            "--block-store",
+            "S3",
+            "--s3-bucket",
+            "data",
+            "--s3-prefix",
+            "versions",
+            "--s3-endpoint-url",
+            "http://127.0.0.1:9000",
+            "--access-key-id",
+            "AKIALGTESTKEY0000001",
+            "--secret-access-key",
+            "a-long-enough-secret",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    [settings] = served_settings
+    assert (settings.block_store, settings.s3_bucket, settings.s3_prefix) == ("s3", "data", "versions")
+    assert settings.s3_endpoint_url == "http://127.0.0.1:9000"
+    assert (settings.access_key_id, settings.secret_access_key) == (
+        "AKIALGTESTKEY0000001",
+        "a-long-enough-secret",
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--port", "70000"], "Invalid value for '--port'"),
+        (["--port", "eighty"], "Invalid value for '--port'"),
+        (["--block-store", "ftp"], "Invalid value for '--block-store'"),
+        (["--block-store", "s3"], "block_store='s3' needs s3_bucket"),
+        (["--access-key-id", "AKIALGTESTKEY0000001"], "give both access_key_id and secret_access_key"),
+    ],
+)
+def test_serve_refuses_bad_values_without_starting(
+    arguments: list[str], message: str, served_settings: list[EmbeddedLakeFSSettings]
+) -> None:
+    result = runner.invoke(app, ["lakefs", "serve", *arguments])
+    assert result.exit_code == 2, result.output
+    assert message in plain(result.output)
+    assert served_settings == []
+
+
+def test_serve_settings_error_does_not_echo_the_secret(served_settings: list[EmbeddedLakeFSSettings]) -> None:
+    result = runner.invoke(
+        app, ["lakefs", "serve", "--access-key-id", "AKIALGX", "--secret-access-key", "tiny7"]
+    )
+    assert result.exit_code == 2
+    assert "secret_access_key must be at least 8 characters" in plain(result.output)
+    assert "tiny7" not in result.output
+
+
+def test_demo_refuses_placeholder_credentials_for_a_real_lakefs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCKGATE_LAKEFS_ENDPOINT", "https://lakefs.example.org")
+    monkeypatch.setenv("LOCKGATE_LAKEFS_ACCESS_KEY_ID", "AKIAJLG7Q2ZP4XKW3NDA")
+    monkeypatch.setenv("LOCKGATE_LAKEFS_SECRET_ACCESS_KEY", "changeme-secret-value")
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 2
+    output = plain(result.output)
+    assert "invalid lakeFS settings" in output
+    assert "secret_access_key looks like a placeholder" in output
+    assert "changeme-secret-value" not in result.output
+
+
+@pytest.mark.parametrize(("arguments", "option"), [(["--rows", "0"], "--rows"), (["--seed", "x"], "--seed")])
+def test_demo_refuses_bad_values(arguments: list[str], option: str) -> None:
+    result = runner.invoke(app, ["demo", *arguments])
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}'" in plain(result.output)
+
+
+def test_data_dir_must_not_be_a_file(tmp_path: Path) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a directory")
+    result = runner.invoke(app, ["demo", "--data-dir", str(a_file)])
+    assert result.exit_code == 2
+    assert "is a file" in plain(result.output)
