@@ -266,6 +266,9 @@ def write_dataframe(
     payload = _encode_parquet(df, location=f"lakefs://{repository}/{branch}/{path}")
     stored = lakefs.Branch(repository, branch, client=client).object(path)
     try:
+        # Resolve (and cache) the repository first: the SDK's writer looks it up after opening its
+        # buffer file and leaks that file when the repository is missing.
+        stored.storage_id()
         # The SDK's presigned-upload path lets raw lakefs_sdk errors escape; map them to lakefs ones.
         with (
             api_exception_handler(),

@@ -1,0 +1,84 @@
+"""`lockgate demo` end to end: starts its own embedded server, runs twice on one data dir, stops it."""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.demo import DEMO_DATA_PATH, DEMO_REPOSITORY, make_demo_readings
+from infra.lakefs_server.launcher import EmbeddedLakeFS
+from tasks.versioning import list_branches, log_commits, read_dataframe
+
+pytestmark = pytest.mark.integration
+
+BRANCH_NAME = re.compile(r"demo-\d{8}-\d{6}-[0-9a-f]{4}")
+runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", "LOCKGATE_LAKEFS_ENDPOINT": None})
+
+
+def server_children() -> set[int]:
+    """PIDs of embedded-server processes started by this test process."""
+    return {
+        child.pid
+        for child in psutil.Process().children(recursive=True)
+        if "infra.lakefs_server" in " ".join(child.cmdline())
+    }
+
+
+def run_demo(data_dir: Path) -> tuple[str, str]:
+    """Run the demo; return its output and the branch it created."""
+    result = runner.invoke(app, ["demo", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    written = re.search(rf"lakefs://{DEMO_REPOSITORY}/({BRANCH_NAME.pattern})/", result.output)
+    assert written is not None, result.output
+    return result.output, written.group(1)
+
+
+def test_demo_runs_twice_on_the_same_data_dir(tmp_path: Path) -> None:
+    data_dir = tmp_path / "lakefs"
+    children_before = server_children()
+
+    first_output, first_branch = run_demo(data_dir)
+    assert "equal to what was written" in first_output
+    assert re.search(rf"{re.escape(DEMO_DATA_PATH)}\s*\S*\s*added", first_output)
+    assert server_children() == children_before, "the demo left its server running"
+
+    second_output, second_branch = run_demo(data_dir)
+    assert second_branch != first_branch
+    assert "equal to what was written" in second_output
+    assert re.search(rf"{re.escape(DEMO_DATA_PATH)}\s*\S*\s*changed", second_output)
+    assert server_children() == children_before
+
+    # Generated credentials are kept for the next start, readable by the owner only.
+    mode = stat.S_IMODE((data_dir / "credentials.json").stat().st_mode)
+    assert mode == 0o600
+
+    # The repository state the demo reported is what a fresh server on the same data dir serves.
+    with EmbeddedLakeFS(data_dir) as server:
+        client = server.client()
+        main_log = log_commits(DEMO_REPOSITORY, ref="main", client=client, limit=10)
+        assert [commit.message for commit in main_log] == [
+            f"Merge {second_branch} into main",
+            "Add 300 generated sensor readings",
+            f"Merge {first_branch} into main",
+            "Add 300 generated sensor readings",
+            "Repository created",
+        ]
+        assert main_log[1].metadata is not None and main_log[1].metadata["run_id"] == second_branch
+        assert {"main", first_branch, second_branch} == {
+            head.name for head in list_branches(DEMO_REPOSITORY, client=client)
+        }
+        pd.testing.assert_frame_equal(
+            read_dataframe(DEMO_REPOSITORY, ref="main", path=DEMO_DATA_PATH, client=client),
+            make_demo_readings(run_id=second_branch),
+        )
+        pd.testing.assert_frame_equal(
+            read_dataframe(DEMO_REPOSITORY, ref="main~1", path=DEMO_DATA_PATH, client=client),
+            make_demo_readings(run_id=first_branch),
+        )
