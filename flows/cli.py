@@ -6,6 +6,7 @@ Heavy libraries (lakefs, pandas, uvicorn) are imported inside the commands, so `
 from __future__ import annotations
 
 import enum
+import signal
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -18,7 +19,10 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 if TYPE_CHECKING:
+    import lakefs
+
     from flows.demo import DemoResult
+    from infra.lakefs_server.launcher import EmbeddedLakeFS
 
 app = typer.Typer(
     name="lockgate",
@@ -250,7 +254,9 @@ def run_demo(
         _fail("the DataFrame read at the merge commit differs from the one written")
 
 
-def _run_demo_with_progress(client, *, storage_namespace: str | None, seed: int, rows: int) -> DemoResult:
+def _run_demo_with_progress(
+    client: lakefs.Client, *, storage_namespace: str | None, seed: int, rows: int
+) -> DemoResult:
     """Run ``flows.demo`` with a progress bar, turning project errors into a clean exit."""
     from flows.demo import DEMO_REPOSITORY, DEMO_STEPS, make_demo_branch_name, run_versioning_demo
     from tasks.errors import LockgateError
@@ -325,16 +331,24 @@ def _print_demo_result(result: DemoResult) -> None:
     )
 
 
-def _wait_for_interrupt(server) -> None:
+def _wait_for_interrupt(server: EmbeddedLakeFS) -> None:
     """Block until Ctrl+C (or the server exits), telling the user how to connect."""
     console.print(
         f"Server still running at [bold]{server.endpoint}[/]; credentials in "
         f"{server.data_dir / 'credentials.json'} (owner-only). Press Ctrl+C to stop.",
     )
+    # SIGTERM (a service manager, `kill`) must stop the server too, not orphan it; and SIGINT is
+    # re-armed because a shell may start background jobs with it ignored.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
     try:
         server.process.wait()
     except KeyboardInterrupt:
         console.print("Stopping the server.")
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> None:
