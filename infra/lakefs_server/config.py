@@ -12,7 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class EmbeddedLakeFSSettings(BaseSettings):
     """How the embedded lakeFS-compatible server listens, authenticates and stores data."""
 
-    model_config = SettingsConfigDict(env_prefix="LOCKGATE_EMBEDDED_LAKEFS_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LOCKGATE_EMBEDDED_LAKEFS_", extra="ignore", hide_input_in_errors=True
+    )
 
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on (0 picks a free one).")
