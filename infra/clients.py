@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from infra.settings import LakeFSSettings
+from infra.settings import LakeFSSettings, S3Settings
 
 if TYPE_CHECKING:
     import lakefs
@@ -45,3 +45,16 @@ def make_lakefs_client(settings: LakeFSSettings) -> lakefs.Client:
         password=settings.secret_access_key.get_secret_value(),
         verify_ssl=settings.verify_ssl,
     )
+
+
+def make_s3_client(settings: S3Settings):
+    """Return a boto3 S3 client for ``settings`` (endpoint, region, optional explicit credentials)."""
+    import boto3
+
+    credentials = {}
+    if settings.access_key_id and settings.secret_access_key:
+        credentials = {
+            "aws_access_key_id": settings.access_key_id,
+            "aws_secret_access_key": settings.secret_access_key.get_secret_value(),
+        }
+    return boto3.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region, **credentials)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 import lakefs
 import pandas as pd
@@ -264,6 +267,71 @@ def write_dataframe(
     _check_object_path(path)
     object_metadata = validate_metadata(metadata, what="object metadata")
     payload = _encode_parquet(df, location=f"lakefs://{repository}/{branch}/{path}")
+    return _upload(
+        io.BytesIO(payload),
+        repository=repository,
+        branch=branch,
+        path=path,
+        client=client,
+        content_type=PARQUET_CONTENT_TYPE,
+        metadata=object_metadata,
+    )
+
+
+def upload_file(
+    local_path: Path,
+    *,
+    repository: str,
+    branch: str,
+    path: str,
+    client: lakefs.Client,
+    content_type: str = "application/octet-stream",
+    metadata: Mapping[str, str] | None = None,
+) -> lakefs.ObjectInfo:
+    """Upload a local file to ``path`` on ``branch`` in bounded memory (uncommitted).
+
+    Args:
+        local_path: The file to upload.
+        repository: Repository name.
+        branch: Branch to write to.
+        path: Object path on the branch.
+        client: The lakeFS client to use.
+        content_type: Content type stored with the object.
+        metadata: Object user metadata (str to str).
+
+    Returns:
+        The stored object's stats.
+
+    Raises:
+        InvalidInputError: invalid path or metadata.
+        RefNotFoundError: the branch does not exist.
+        RepositoryNotFoundError: the repository does not exist.
+    """
+    _check_object_path(path)
+    object_metadata = validate_metadata(metadata, what="object metadata")
+    with open(local_path, "rb") as source:
+        return _upload(
+            source,
+            repository=repository,
+            branch=branch,
+            path=path,
+            client=client,
+            content_type=content_type,
+            metadata=object_metadata,
+        )
+
+
+def _upload(
+    source: BinaryIO,
+    *,
+    repository: str,
+    branch: str,
+    path: str,
+    client: lakefs.Client,
+    content_type: str,
+    metadata: dict[str, str],
+) -> lakefs.ObjectInfo:
+    """Stream ``source`` into one object; the object appears only when the upload is complete."""
     stored = lakefs.Branch(repository, branch, client=client).object(path)
     try:
         # Resolve (and cache) the repository first: the SDK's writer looks it up after opening its
@@ -272,11 +340,9 @@ def write_dataframe(
         # The SDK's presigned-upload path lets raw lakefs_sdk errors escape; map them to lakefs ones.
         with (
             api_exception_handler(),
-            stored.writer(
-                mode="wb", content_type=PARQUET_CONTENT_TYPE, metadata=object_metadata or None
-            ) as writer,
+            stored.writer(mode="wb", content_type=content_type, metadata=metadata or None) as writer,
         ):
-            writer.write(payload)
+            shutil.copyfileobj(source, writer, length=1024 * 1024)
         return stored.stat()
     except NotFoundException as error:
         raise _missing_error(repository, client=client, branches=[branch]) from error
