@@ -5,8 +5,11 @@ Heavy libraries (lakefs, pandas, uvicorn) are imported inside the commands, so `
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import os
 import signal
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -39,6 +42,12 @@ app.add_typer(lakefs_app, name="lakefs")
 
 console = Console()
 error_console = Console(stderr=True)
+
+
+@app.callback()
+def _defaults() -> None:
+    # A temporary local Prefect server must not try to phone home from an offline machine.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 class BlockStore(enum.StrEnum):
@@ -212,12 +221,37 @@ def run_demo(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated readings.")] = 42,
     rows: Annotated[int, typer.Option(min=1, max=1_000_000, help="Number of generated readings.")] = 300,
+    gate: Annotated[
+        bool,
+        typer.Option(
+            help="Also send a good and a defective loans batch through the contract gate (ingest_flow, "
+            "run by Prefect; starts a temporary Prefect server unless PREFECT_API_URL is set)."
+        ),
+    ] = True,
 ) -> None:
     """Show versioned data end to end: branch, write Parquet, commit, diff, merge, read back.
 
     Starts the embedded lakeFS-API server (unless LOCKGATE_LAKEFS_ENDPOINT names a real lakeFS),
     works on repository 'lockgate-demo' and a new branch demo-YYYYMMDD-HHMMSS-xxxx, and verifies that the data
     read at the merge commit equals what was written. Safe to run again on the same data directory.
+    """
+    with _lakefs_connection(data_dir) as (client, server):
+        result = _run_demo_with_progress(client, storage_namespace=storage_namespace, seed=seed, rows=rows)
+        _print_demo_result(result)
+        if gate:
+            _run_gate_demo()
+        if server is not None and keep_running:
+            _wait_for_interrupt(server)
+    if not result.verified:
+        _fail("the DataFrame read at the merge commit differs from the one written")
+
+
+@contextlib.contextmanager
+def _lakefs_connection(data_dir: Path | None) -> Iterator[tuple[lakefs.Client, EmbeddedLakeFS | None]]:
+    """The configured lakeFS (LOCKGATE_LAKEFS_ENDPOINT), or the embedded server started for the command.
+
+    While it runs, the embedded server's endpoint and credentials are exported as LOCKGATE_LAKEFS_*
+    so that flows started from this process build their clients from settings as usual.
     """
     from infra.settings import LakeFSSettings
 
@@ -229,29 +263,72 @@ def run_demo(
     from infra.clients import make_lakefs_client
     from infra.lakefs_server.launcher import EmbeddedLakeFS, ServerStartError
 
-    server = None
-    if settings.endpoint is None:
-        server = EmbeddedLakeFS(data_dir or settings.embedded_data_dir)
-        with console.status("Starting the embedded lakeFS-API server..."):
-            try:
-                server.start()
-            except ServerStartError as error:
-                _fail(str(error))
-        console.print(f"Embedded lakeFS-API server on [bold]{server.endpoint}[/] (data in {server.data_dir})")
-        client = server.client()
-    else:
-        client = make_lakefs_client(settings)
+    if settings.endpoint is not None:
         console.print(f"Using the lakeFS server at [bold]{settings.endpoint}[/]")
+        yield make_lakefs_client(settings), None
+        return
+    server = EmbeddedLakeFS(data_dir or settings.embedded_data_dir)
+    with console.status("Starting the embedded lakeFS-API server..."):
+        try:
+            server.start()
+        except ServerStartError as error:
+            _fail(str(error))
+    console.print(f"Embedded lakeFS-API server on [bold]{server.endpoint}[/] (data in {server.data_dir})")
+    access_key_id, secret = server.credentials
+    exported = {
+        "LOCKGATE_LAKEFS_ENDPOINT": server.endpoint,
+        "LOCKGATE_LAKEFS_ACCESS_KEY_ID": access_key_id,
+        "LOCKGATE_LAKEFS_SECRET_ACCESS_KEY": secret,
+    }
+    previous = {key: os.environ.get(key) for key in exported}
+    os.environ.update(exported)
     try:
-        result = _run_demo_with_progress(client, storage_namespace=storage_namespace, seed=seed, rows=rows)
-        _print_demo_result(result)
-        if server is not None and keep_running:
-            _wait_for_interrupt(server)
+        yield server.client(), server
     finally:
-        if server is not None:
-            server.stop()
-    if not result.verified:
-        _fail("the DataFrame read at the merge commit differs from the one written")
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.stop()
+
+
+def _run_gate_demo() -> None:
+    """Ingest a good and a defective batch; show that only the good one reaches main."""
+    import tempfile
+
+    from flows.demo import INGEST_DEMO_STEPS, run_ingestion_demo
+
+    console.rule("The contract gate: ingest_flow")
+    with (
+        tempfile.TemporaryDirectory(prefix="lockgate-demo-") as work,
+        Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), console=console, transient=True
+        ) as progress,
+    ):
+        task_id = progress.add_task("contract gate", total=len(INGEST_DEMO_STEPS))
+
+        def advance(step: str) -> None:
+            progress.update(task_id, advance=1, description=step)
+            console.print(f"[green]done[/] {step}")
+
+        outcomes = run_ingestion_demo(Path(work), on_step=advance)
+    table = Table(title="Batches through the contract gate")
+    for column in ("batch", "verdict", "rows", "commit", "contract report"):
+        table.add_column(column)
+    colours = {"merged": "green", "unchanged": "yellow", "rejected": "red"}
+    for outcome in outcomes:
+        table.add_row(
+            outcome.label,
+            f"[{colours[outcome.status]}]{outcome.status}[/]",
+            "" if outcome.rows is None else f"{outcome.rows:,}",
+            (outcome.commit or "")[:12],
+            outcome.report or "",
+        )
+    console.print(table)
+    for outcome in outcomes:
+        if outcome.status == "rejected":
+            console.print(Panel(outcome.message, title=f"Why the {outcome.label} was rejected", style="red"))
 
 
 def _run_demo_with_progress(
@@ -349,6 +426,156 @@ def _wait_for_interrupt(server: EmbeddedLakeFS) -> None:
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+class FileFormat(enum.StrEnum):
+    """File format of generated batches."""
+
+    parquet = "parquet"
+    csv = "csv"
+
+
+@app.command("datasets")
+def list_datasets() -> None:
+    """List the declared datasets (built in, or published by installed packages)."""
+    from tasks.datasets import available_datasets
+
+    table = Table(title="Datasets")
+    for column in ("name", "repository", "key", "target", "features", "description"):
+        table.add_column(column)
+    for spec in available_datasets().values():
+        table.add_row(
+            spec.name,
+            spec.repository,
+            ",".join(spec.key_columns),
+            spec.target,
+            str(len(spec.feature_columns)),
+            spec.description,
+        )
+    console.print(table)
+
+
+@app.command("generate")
+def generate(
+    destination: Annotated[
+        str, typer.Argument(help="File to write: a local path or s3://bucket/key (LOCKGATE_S3_* settings).")
+    ],
+    dataset: Annotated[
+        str, typer.Option(help="'loans' (generated, any size) or 'breast-cancer' (scikit-learn's data).")
+    ] = "loans",
+    rows: Annotated[int, typer.Option(min=0, help="Loan applications to generate.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same options give the same rows.")] = 0,
+    function: Annotated[
+        int, typer.Option(min=0, max=9, help="Agrawal labelling function 0-9; switching it is concept drift.")
+    ] = 0,
+    label_noise: Annotated[float, typer.Option(min=0, max=1, help="Probability a label is flipped.")] = 0.05,
+    covariate_shift: Annotated[
+        float, typer.Option(min=0, max=1, help="Skew salary, age and loan amount (0 none .. 1 strong).")
+    ] = 0.0,
+    first_id: Annotated[
+        int | None, typer.Option(help="First application_id (default: seed x 10,000,000).")
+    ] = None,
+    defect_rate: Annotated[
+        float,
+        typer.Option(min=0, max=1, help="Fraction of rows given a contract violation, to test the gate."),
+    ] = 0.0,
+    file_format: Annotated[FileFormat, typer.Option("--format", help="File format.")] = FileFormat.parquet,
+) -> None:
+    """Write a batch of a dataset to a local file or S3: loan applications (Agrawal et al. 1993
+    schema) with knobs for drift and defects, or scikit-learn's breast-cancer data."""
+    from tasks.errors import LockgateError
+    from tasks.generate import GeneratorConfig, write_batch
+    from tasks.sample_data import write_breast_cancer
+
+    s3_client = _s3_client() if destination.startswith("s3://") else None
+    try:
+        with console.status(f"Writing {destination} ..."):
+            if dataset == "breast-cancer":
+                write_breast_cancer(destination, file_format=file_format.value, s3_client=s3_client)
+            elif dataset == "loans":
+                config = GeneratorConfig(
+                    rows=rows,
+                    seed=seed,
+                    function=function,
+                    label_noise=label_noise,
+                    covariate_shift=covariate_shift,
+                    first_id=seed * 10_000_000 if first_id is None else first_id,
+                    defect_rate=defect_rate,
+                )
+                write_batch(config, destination, file_format=file_format.value, s3_client=s3_client)
+            else:
+                _fail(f"no generator for dataset {dataset!r}: use 'loans' or 'breast-cancer'", code=2)
+    except LockgateError as error:
+        _fail(str(error), code=2)
+    console.print(f"[green]wrote[/] {destination}")
+
+
+def _s3_client():
+    from infra.clients import make_s3_client
+    from infra.settings import S3Settings
+
+    try:
+        return make_s3_client(S3Settings())
+    except ValidationError as error:
+        _fail_on_settings(error, what="S3 settings (LOCKGATE_S3_*)")
+
+
+@app.command("ingest")
+def ingest(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="Local file, directory or glob, or s3:// URI, of CSV, Parquet or JSON-lines files."
+        ),
+    ],
+    dataset: Annotated[str, typer.Option(help="Dataset to ingest into (see `lockgate datasets`).")] = "loans",
+    chunk_rows: Annotated[
+        int, typer.Option(min=1_000, max=5_000_000, help="Rows held in memory at once while reading.")
+    ] = 250_000,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            file_okay=False, help="Data directory of the embedded server (when no endpoint is set)."
+        ),
+    ] = None,
+) -> None:
+    """Ingest SOURCE into a dataset: land it on its own branch, check the contracts, merge only if it
+    passes. A rejected batch leaves main untouched and its branch kept, with the contract report."""
+    from flows.ingest import IngestParameters, ingest_flow, set_progress_reporter
+    from tasks.errors import LockgateError
+
+    try:
+        parameters = IngestParameters(source=source, dataset=dataset, chunk_rows=chunk_rows)
+    except ValidationError as error:
+        _fail_on_settings(error, what="ingest parameters")
+    with (
+        _lakefs_connection(data_dir) as _connection,
+        Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed:,} rows"),
+            console=console,
+        ) as progress,
+    ):
+        task_id = progress.add_task(f"ingesting {source} into {dataset}", total=None)
+        set_progress_reporter(lambda stage, rows: progress.update(task_id, completed=rows))
+        try:
+            result = ingest_flow(parameters)
+        except LockgateError as error:
+            progress.stop()
+            _fail(str(error))
+        finally:
+            set_progress_reporter(None)
+    if result["status"] == "unchanged":
+        console.print(
+            f"[yellow]unchanged:[/] this content is already on main of {result['repository']} "
+            f"(commit {result['commit'][:12]}); no new commit"
+        )
+    else:
+        console.print(
+            f"[green]merged[/] {result['rows']:,} rows into main of {result['repository']} "
+            f"at {result['commit'][:12]}; report {result['report']}"
+        )
 
 
 def main() -> None:

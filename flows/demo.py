@@ -1,4 +1,4 @@
-"""The versioning round trip ``lockgate demo`` shows: branch, write, commit, diff, merge, read back.
+"""What ``lockgate demo`` shows: a versioning round trip, then batches through the contract gate.
 
 Plain wiring of ``tasks.versioning`` calls (no Prefect run, so the demo starts in about a second); the
 CLI owns the server, the console and the progress display and passes in the client and a callback.
@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import lakefs
 import numpy as np
@@ -197,3 +198,77 @@ def _frames_equal(left: pd.DataFrame, right: pd.DataFrame) -> bool:
     except AssertionError:
         return False
     return True
+
+
+INGEST_DEMO_STEPS = (
+    "generate a good loans batch",
+    "ingest it through the contract gate",
+    "generate a batch with planted defects",
+    "ingest it through the contract gate",
+)
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """One batch the demo sent through ``ingest_flow``."""
+
+    label: str
+    source: str
+    status: str  # merged | unchanged | rejected
+    rows: int | None
+    commit: str | None
+    report: str | None
+    message: str
+
+
+def run_ingestion_demo(work_dir: Path, *, on_step: Callable[[str], None]) -> list[IngestOutcome]:
+    """Send a good and a defective loans batch through ``ingest_flow`` (needs LOCKGATE_LAKEFS_* set).
+
+    The good batch has a fixed seed, so a second demo run shows idempotency ("unchanged"); the bad one
+    is rejected every time, leaving ``main`` as it was.
+    """
+    from flows.ingest import IngestParameters, ingest_flow
+    from tasks.generate import GeneratorConfig, write_batch
+    from tasks.ingestion import ContractViolationError
+
+    outcomes = []
+    batches = (
+        ("good batch", GeneratorConfig(rows=20_000, seed=7, first_id=70_000_000), "parquet"),
+        (
+            "batch with defects",
+            GeneratorConfig(rows=5_000, seed=8, first_id=80_000_000, defect_rate=0.004),
+            "csv",
+        ),
+    )
+    for index, (label, config, file_format) in enumerate(batches):
+        source = work_dir / f"loans-{label.replace(' ', '-')}.{file_format}"
+        write_batch(config, str(source), file_format=file_format)
+        on_step(INGEST_DEMO_STEPS[2 * index])
+        try:
+            result = ingest_flow(IngestParameters(source=str(source), dataset="loans"))
+            outcomes.append(
+                IngestOutcome(
+                    label,
+                    str(source),
+                    result["status"],
+                    result["rows"],
+                    result["commit"],
+                    result.get("report"),
+                    "merged into main" if result["status"] == "merged" else "already on main: no new commit",
+                )
+            )
+        except ContractViolationError as error:
+            report = error.report
+            outcomes.append(
+                IngestOutcome(
+                    label,
+                    str(source),
+                    "rejected",
+                    report.rows,
+                    report.data_commit,
+                    report.report_path,
+                    str(error),
+                )
+            )
+        on_step(INGEST_DEMO_STEPS[2 * index + 1])
+    return outcomes

@@ -31,9 +31,9 @@ def server_children() -> set[int]:
     }
 
 
-def run_demo(data_dir: Path) -> tuple[str, str]:
+def run_demo(data_dir: Path, *, gate: bool) -> tuple[str, str]:
     """Run the demo; return its output and the branch it created."""
-    result = runner.invoke(app, ["demo", "--data-dir", str(data_dir)])
+    result = runner.invoke(app, ["demo", "--data-dir", str(data_dir), "--gate" if gate else "--no-gate"])
     assert result.exit_code == 0, result.output
     written = re.search(rf"lakefs://{DEMO_REPOSITORY}/({BRANCH_NAME.pattern})/", result.output)
     assert written is not None, result.output
@@ -44,12 +44,16 @@ def test_demo_runs_twice_on_the_same_data_dir(tmp_path: Path) -> None:
     data_dir = tmp_path / "lakefs"
     children_before = server_children()
 
-    first_output, first_branch = run_demo(data_dir)
+    first_output, first_branch = run_demo(data_dir, gate=True)
     assert "equal to what was written" in first_output
+    # The contract gate: the good batch reaches main, the defective one is rejected with its reasons.
+    assert re.search(r"good batch\s*│\s*merged\s*│\s*20,000", first_output), first_output
+    assert re.search(r"batch with defects\s*│\s*rejected", first_output), first_output
+    assert "not_nullable" in first_output and "contract_report.json" in first_output
     assert re.search(rf"{re.escape(DEMO_DATA_PATH)}\s*\S*\s*added", first_output)
     assert server_children() == children_before, "the demo left its server running"
 
-    second_output, second_branch = run_demo(data_dir)
+    second_output, second_branch = run_demo(data_dir, gate=False)
     assert second_branch != first_branch
     assert "equal to what was written" in second_output
     assert re.search(rf"{re.escape(DEMO_DATA_PATH)}\s*\S*\s*changed", second_output)
