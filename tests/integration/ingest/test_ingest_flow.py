@@ -156,6 +156,10 @@ def test_good_parquet_batch_is_merged_with_data_report_lineage_event_and_artifac
     assert artifacts["ingest-loans-report"].type == "markdown"
     assert result["report"] in artifacts["ingest-loans-report"].data
     assert "ingest-loans-failures" not in artifacts
+    # The Data Docs the markdown links to are on the branch.
+    assert report["data_docs_path"] and report["data_docs_path"] in artifacts["ingest-loans-report"].data
+    docs_repository, docs_branch, docs_path = report_location(report["data_docs_path"])
+    assert b"<html" in kit.read_object(docs_repository, docs_branch, docs_path).lower()
 
 
 def test_s3_glob_of_two_csv_files_is_merged(kit):
@@ -418,12 +422,17 @@ def test_out_of_range_value_names_column_rule_and_row(kit, tmp_path):
     source = write_frame(frame, tmp_path / "old.parquet")
     before = kit.head(LOANS)
 
-    message, report = assert_rejected(kit, kit.run(source), repository=LOANS, head_before=before)
+    run = kit.run(source)
+    message, report = assert_rejected(kit, run, repository=LOANS, head_before=before)
 
     assert "'age'" in message and "row 120" in message and "150" in message
     [check] = [c for c in report["row_checks"] if c["column"] == "age"]
     assert "80" in check["check"] and check["count"] == 1
     assert check["examples"][0]["record"]["application_id"] == int(frame.loc[120, "application_id"])
+    artifacts = {artifact.key: artifact for artifact in kit.artifacts(run.flow_run_id)}
+    failures = artifacts["ingest-loans-failures"].data
+    assert any(row["column"] == "age" and row["example row"] == 120 for row in json.loads(failures)), failures
+    assert "REJECTED" in artifacts["ingest-loans-summary"].data
 
 
 def test_null_where_forbidden_names_column_and_row(kit, tmp_path):
