@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 import pandas as pd
@@ -24,12 +24,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from contracts.loans import KEY_COLUMN, TARGET_COLUMN
-from tasks.errors import LockgateError
+from tasks.errors import InvalidInputError
 
 CHUNK_ROWS = 500_000
+BLOCK_ROWS = 100_000  # rows per seeded random stream: output does not depend on the chunk size
 
 
-class GenerationError(LockgateError):
+class GenerationError(InvalidInputError):
     """The generator was asked for something it cannot produce."""
 
 
@@ -135,9 +136,9 @@ def _skewed(rng: np.random.Generator, shift: float, size: int) -> np.ndarray:
     return rng.beta(1.0 + 4.0 * shift, 1.0, size) if shift > 0 else rng.random(size)
 
 
-def generate_chunk(config: GeneratorConfig, *, start: int, rows: int) -> pd.DataFrame:
-    """Rows ``start .. start + rows`` of the batch described by ``config``."""
-    rng = np.random.default_rng([config.seed, start])
+def _generate_block(config: GeneratorConfig, *, start: int, rows: int) -> pd.DataFrame:
+    """One fixed block of rows, drawn from its own seeded stream (``start`` is a multiple of BLOCK_ROWS)."""
+    rng = np.random.default_rng([config.seed, start // BLOCK_ROWS])
     shift = config.covariate_shift
     salary = 20e3 + 130e3 * _skewed(rng, shift, rows)
     commission = np.where(salary >= 75e3, 0.0, 10e3 + 65e3 * rng.random(rows))
@@ -182,6 +183,19 @@ def _plant_defects(frame: pd.DataFrame, rng: np.random.Generator, rate: float) -
             frame.loc[index, KEY_COLUMN] = frame.loc[(index + 1) % len(frame), KEY_COLUMN]
 
 
+def generate_chunk(config: GeneratorConfig, *, start: int, rows: int) -> pd.DataFrame:
+    """Rows ``start .. start + rows`` of the batch: the same rows whatever the chunking."""
+    first = start - start % BLOCK_ROWS
+    blocks = [
+        _generate_block(config, start=block, rows=min(BLOCK_ROWS, config.rows - block))
+        for block in range(first, min(start + rows, config.rows), BLOCK_ROWS)
+    ]
+    if not blocks:
+        return _generate_block(config, start=0, rows=0)
+    frame = pd.concat(blocks, ignore_index=True) if len(blocks) > 1 else blocks[0]
+    return frame.iloc[start - first : start - first + rows].reset_index(drop=True)
+
+
 def generate_batches(config: GeneratorConfig, *, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
     """Yield the batch in chunks of at most ``chunk_rows`` rows (bounded memory at any size)."""
     for start in range(0, config.rows, chunk_rows):
@@ -191,7 +205,7 @@ def generate_batches(config: GeneratorConfig, *, chunk_rows: int = CHUNK_ROWS) -
 def generate_frame(config: GeneratorConfig) -> pd.DataFrame:
     """The whole batch as one DataFrame (for small batches and tests)."""
     chunks = list(generate_batches(config))
-    return pd.concat(chunks, ignore_index=True) if chunks else generate_chunk(config, start=0, rows=0)
+    return pd.concat(chunks, ignore_index=True) if chunks else _generate_block(config, start=0, rows=0)
 
 
 def write_batch(
@@ -214,6 +228,26 @@ def write_batch(
     Returns:
         The destination written.
     """
+    return write_destination(
+        destination,
+        lambda handle: write_chunks(generate_batches(config, chunk_rows=chunk_rows), handle, file_format),
+        file_format=file_format,
+        s3_client=s3_client,
+    )
+
+
+def write_destination(
+    destination: str,
+    write: Callable[[BinaryIO], None],
+    *,
+    file_format: str,
+    s3_client=None,
+) -> str:
+    """Run ``write`` into a local file or an ``s3://bucket/key`` object, published only when complete.
+
+    Locally the bytes go to ``<name>.partial`` and are renamed at the end; for S3 they are spooled to a
+    temporary file and uploaded (bounded memory at any size).
+    """
     if file_format not in ("csv", "parquet"):
         raise GenerationError(f"unknown format {file_format!r}: use 'csv' or 'parquet'")
     if destination.startswith("s3://"):
@@ -224,32 +258,33 @@ def write_batch(
             raise GenerationError(f"invalid S3 destination {destination!r}: expected s3://bucket/key")
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / Path(key).name
-            _write_local(config, local, file_format, chunk_rows)
+            with open(local, "wb") as handle:
+                write(handle)
             s3_client.upload_file(str(local), bucket, key)
         return destination
     path = Path(destination)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_local(config, path, file_format, chunk_rows)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with open(partial, "wb") as handle:
+            write(handle)
+        partial.replace(path)  # never leave a half-written batch under the final name
+    finally:
+        partial.unlink(missing_ok=True)
     return destination
 
 
-def _write_local(config: GeneratorConfig, path: Path, file_format: str, chunk_rows: int) -> None:
-    tmp = path.with_name(path.name + ".partial")
+def write_chunks(chunks: Iterator[pd.DataFrame], handle: BinaryIO, file_format: str) -> None:
     writer = None
-    try:
-        with open(tmp, "wb") as handle:
-            for index, chunk in enumerate(generate_batches(config, chunk_rows=chunk_rows)):
-                if file_format == "csv":
-                    buffer = io.StringIO()
-                    chunk.to_csv(buffer, index=False, header=index == 0)
-                    handle.write(buffer.getvalue().encode())
-                else:
-                    table = pa.Table.from_pandas(chunk, preserve_index=False)
-                    if writer is None:
-                        writer = pq.ParquetWriter(handle, table.schema)
-                    writer.write_table(table)
-            if writer is not None:
-                writer.close()
-        tmp.replace(path)  # never leave a half-written batch under the final name
-    finally:
-        tmp.unlink(missing_ok=True)
+    for index, chunk in enumerate(chunks):
+        if file_format == "csv":
+            buffer = io.StringIO()
+            chunk.to_csv(buffer, index=False, header=index == 0)
+            handle.write(buffer.getvalue().encode())
+        else:
+            table = pa.Table.from_pandas(chunk, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(handle, table.schema)
+            writer.write_table(table)
+    if writer is not None:
+        writer.close()

@@ -471,6 +471,7 @@ def stage_batch(
             part = Path(tmp) / f"part-{number:05d}.parquet"
             writer = None
             with local_copy(source, s3_client=s3_client) as path:
+                rows_before = report.rows
                 for chunk in read_chunks(path, source.format, chunk_rows=chunk_rows, name=source.uri):
                     chunk.index = pd.RangeIndex(report.rows, report.rows + len(chunk))
                     report.rows += len(chunk)
@@ -488,6 +489,10 @@ def stage_batch(
                         writer.write_table(table.cast(schema))
                     if progress:
                         progress("read", report.rows)
+                if report.rows == rows_before:
+                    raise SourceFormatError(
+                        f"{source.uri}: no data rows (the file has a header or schema only)"
+                    )
             if writer is not None:
                 writer.close()
                 parts.append((part, f"{DATA_PREFIX}batch-{fingerprint[:20]}/part-{number:05d}.parquet"))

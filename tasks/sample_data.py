@@ -7,14 +7,13 @@ writes it as a source file for ``lockgate ingest``, to a local path or ``s3://bu
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
 from contracts.breast_cancer import FEATURE_COLUMNS, KEY_COLUMN, TARGET_COLUMN
 from tasks.errors import InvalidInputError
+from tasks.generate import write_chunks, write_destination
 
 
 def breast_cancer_frame() -> pd.DataFrame:
@@ -59,31 +58,9 @@ def write_breast_cancer(destination: str, *, file_format: Literal["csv", "parque
     if file_format not in ("csv", "parquet"):
         raise InvalidInputError(f"unknown format {file_format!r}: use 'csv' or 'parquet'")
     frame = breast_cancer_frame()
-    if destination.startswith("s3://"):
-        if s3_client is None:
-            raise InvalidInputError("writing to s3:// needs an S3 client")
-        bucket, _, key = destination[len("s3://") :].partition("/")
-        if not bucket or not key:
-            raise InvalidInputError(f"invalid S3 destination {destination!r}: expected s3://bucket/key")
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / Path(key).name
-            _write_local(frame, local, file_format)
-            s3_client.upload_file(str(local), bucket, key)
-        return destination
-    path = Path(destination)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_local(frame, path, file_format)
-    return destination
-
-
-def _write_local(frame: pd.DataFrame, path: Path, file_format: str) -> None:
-    """Write under a temporary name, then rename: a reader never sees a half-written file."""
-    partial = path.with_name(path.name + ".partial")
-    try:
-        if file_format == "csv":
-            frame.to_csv(partial, index=False)
-        else:
-            frame.to_parquet(partial, index=False)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
+    return write_destination(
+        destination,
+        lambda handle: write_chunks(iter([frame]), handle, file_format),
+        file_format=file_format,
+        s3_client=s3_client,
+    )
