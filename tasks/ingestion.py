@@ -491,7 +491,7 @@ def stage_batch(
                         progress("read", report.rows)
                 if report.rows == rows_before:
                     raise SourceFormatError(
-                        f"{source.uri}: no data rows (the file has a header or schema only)"
+                        f"{source.uri}: empty: no data rows (the file has a header or schema only)"
                     )
             if writer is not None:
                 writer.close()

@@ -40,7 +40,14 @@ def run_demo(data_dir: Path, *, gate: bool) -> tuple[str, str]:
     return result.output, written.group(1)
 
 
-def test_demo_runs_twice_on_the_same_data_dir(tmp_path: Path) -> None:
+def test_demo_runs_twice_on_the_same_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The demo must start its own embedded server, whatever other tests exported.
+    for name in (
+        "LOCKGATE_LAKEFS_ENDPOINT",
+        "LOCKGATE_LAKEFS_ACCESS_KEY_ID",
+        "LOCKGATE_LAKEFS_SECRET_ACCESS_KEY",
+    ):
+        monkeypatch.delenv(name, raising=False)
     data_dir = tmp_path / "lakefs"
     children_before = server_children()
 
