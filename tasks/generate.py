@@ -140,12 +140,13 @@ def _generate_block(config: GeneratorConfig, *, start: int, rows: int) -> pd.Dat
     """One fixed block of rows, drawn from its own seeded stream (``start`` is a multiple of BLOCK_ROWS)."""
     rng = np.random.default_rng([config.seed, start // BLOCK_ROWS])
     shift = config.covariate_shift
-    salary = 20e3 + 130e3 * _skewed(rng, shift, rows)
+    # Round to cents before deciding the commission: the rule must hold for the stored value.
+    salary = (20e3 + 130e3 * _skewed(rng, shift, rows)).round(2)
     commission = np.where(salary >= 75e3, 0.0, 10e3 + 65e3 * rng.random(rows))
     age = (20 + np.floor(61 * _skewed(rng, shift, rows))).astype("int64")
     zipcode = rng.integers(0, 9, rows)
     x = {
-        "salary": salary.round(2),
+        "salary": salary,
         "commission": commission.round(2),
         "age": age,
         "education_level": rng.integers(0, 5, rows),

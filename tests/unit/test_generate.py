@@ -77,3 +77,14 @@ def test_write_batch_refuses_bad_destinations(tmp_path: Path) -> None:
         write_batch(GeneratorConfig(rows=1), "s3://bucket/key.parquet")
     with pytest.raises(GenerationError, match="unknown format"):
         write_batch(GeneratorConfig(rows=1), str(tmp_path / "x.txt"), file_format="xlsx")
+
+
+def test_commission_rule_holds_on_the_stored_cents(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A salary of 74,999.996 is stored as 75,000.00, so it must get no commission.
+    from tasks import generate
+
+    just_under = (74_999.996 - 20_000) / 130_000
+    monkeypatch.setattr(generate, "_skewed", lambda rng, shift, size: np.full(size, just_under))
+    frame = generate_frame(GeneratorConfig(rows=10, seed=1))
+    assert (frame["salary"] == 75_000.0).all()
+    assert (frame["commission"] == 0.0).all()
