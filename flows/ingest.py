@@ -9,6 +9,7 @@ events that automations key on.
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from infra.clients import make_lakefs_client, make_s3_client
 from infra.settings import LakeFSSettings, S3Settings
 from tasks import ingestion, versioning
 from tasks.datasets import available_datasets, get_dataset
+from tasks.gx_validation import preload_expectations
 
 MERGED_EVENT = "lockgate.dataset.merged"
 REJECTED_EVENT = "lockgate.dataset.rejected"
@@ -69,24 +71,40 @@ def ingest_flow(parameters: IngestParameters) -> dict[str, Any]:
     namespace = versioning.default_storage_namespace(spec.repository, client=client)
     versioning.ensure_repository(spec.repository, storage_namespace=namespace or "", client=client)
 
-    sources = resolve_sources_task(parameters.source, s3_client=s3_client)
-    fingerprint = ingestion.batch_fingerprint(spec.name, sources)
-    already = ingestion.find_ingested(spec, fingerprint, client=client)
-    if already:
-        logger.info("this content is already on main of %s at %s: nothing to do", spec.repository, already)
-        return {"status": "unchanged", "repository": spec.repository, "commit": already, "rows": None}
-
+    # Great Expectations takes seconds to import; do it while the batch streams (pyarrow releases the GIL).
+    threading.Thread(target=preload_expectations, name="gx-import", daemon=True).start()
     run_id = ingestion.new_run_id()
-    staged = stage_batch_task(
-        spec,
-        sources,
-        client=client,
-        run_id=run_id,
-        flow_run_id=str(flow_run.id) if flow_run.id else None,
-        s3_client=s3_client,
-        chunk_rows=parameters.chunk_rows,
-        progress=_progress_reporter(),
-    )
+    try:
+        sources = resolve_sources_task(parameters.source, s3_client=s3_client)
+        fingerprint = ingestion.batch_fingerprint(spec.name, sources)
+        already = ingestion.find_ingested(spec, fingerprint, client=client)
+        if already:
+            logger.info(
+                "this content is already on main of %s at %s: nothing to do", spec.repository, already
+            )
+            return {"status": "unchanged", "repository": spec.repository, "commit": already, "rows": None}
+        staged = stage_batch_task(
+            spec,
+            sources,
+            client=client,
+            run_id=run_id,
+            flow_run_id=str(flow_run.id) if flow_run.id else None,
+            s3_client=s3_client,
+            chunk_rows=parameters.chunk_rows,
+            progress=_progress_reporter(),
+        )
+    except ingestion.IngestionError as error:
+        # Unreadable sources are rejected batches too: automations and people must hear of them.
+        emit_event(
+            event=REJECTED_EVENT,
+            resource={
+                "prefect.resource.id": f"lakefs.{spec.repository}.main",
+                "lakefs.repository": spec.repository,
+                "lockgate.dataset": spec.name,
+            },
+            payload={"run_id": run_id, "source": parameters.source, "reason": str(error)},
+        )
+        raise
     with tempfile.TemporaryDirectory(prefix="lockgate-docs-") as docs:
         docs_dir = Path(docs) / "data_docs"
         if staged.data_committed:

@@ -453,6 +453,40 @@ def stage_batch(
     fingerprint = batch_fingerprint(spec.name, sources)
     branch = ingest_branch_name(spec.name, run_id)
     versioning.create_branch(spec.repository, branch, source_ref="main", client=client)
+    try:
+        return _fill_branch(
+            spec,
+            sources,
+            branch=branch,
+            fingerprint=fingerprint,
+            client=client,
+            run_id=run_id,
+            flow_run_id=flow_run_id,
+            s3_client=s3_client,
+            chunk_rows=chunk_rows,
+            progress=progress,
+        )
+    except IngestionError:
+        # The source could not be read, so nothing was committed: an empty branch helps nobody.
+        with contextlib.suppress(Exception):
+            lakefs.Branch(spec.repository, branch, client=client).delete()
+        raise
+
+
+def _fill_branch(
+    spec: DatasetSpec,
+    sources: list[SourceFile],
+    *,
+    branch: str,
+    fingerprint: str,
+    client: lakefs.Client,
+    run_id: str,
+    flow_run_id: str | None,
+    s3_client,
+    chunk_rows: int,
+    progress: Progress | None,
+) -> StagedBatch:
+    """Read, coerce, check and write every source onto ``branch``; commit the data if it is typed."""
     report = IngestReport(
         dataset=spec.name,
         run_id=run_id,
@@ -462,10 +496,10 @@ def stage_batch(
     )
     collector = RowCheckCollector()
     reservoir = Reservoir(GX_SAMPLE_ROWS)
-    keys_per_chunk: list[np.ndarray] = []
     coercible = True
     schema = None
     with tempfile.TemporaryDirectory(prefix="lockgate-ingest-") as tmp:
+        ledger = KeyLedger(Path(tmp) / "keys")
         parts: list[tuple[Path, str]] = []
         for number, source in enumerate(sources):
             part = Path(tmp) / f"part-{number:05d}.parquet"
@@ -480,7 +514,7 @@ def stage_batch(
                         coercible = False
                     if coercible and typed is not None:
                         _check_rows(spec, typed, collector, file=source.uri)
-                        keys_per_chunk.append(_unique_keys(typed, spec.key_columns))
+                        ledger.add(_unique_keys(typed, spec.key_columns))
                         reservoir.add(typed)
                         table = pa.Table.from_pandas(typed, preserve_index=False)
                         if writer is None:
@@ -497,7 +531,7 @@ def stage_batch(
                 writer.close()
                 parts.append((part, f"{DATA_PREFIX}batch-{fingerprint[:20]}/part-{number:05d}.parquet"))
         if coercible:
-            _check_cross_chunk_keys(spec, keys_per_chunk, collector)
+            _check_cross_chunk_keys(spec, ledger, collector)
         report.row_checks = collector.summary()
         if schema is not None:
             report.schema_fingerprint = schema_fingerprint(schema)
@@ -571,24 +605,57 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
     return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
 
 
-def _check_cross_chunk_keys(
-    spec: DatasetSpec, keys_per_chunk: list[np.ndarray], collector: RowCheckCollector
-) -> None:
+class KeyLedger:
+    """Every chunk's keys, spilled to disk in hash buckets, to find keys repeated across chunks.
+
+    Memory stays bounded by one chunk plus one bucket (1/64 of the keys), not by the file: exact
+    duplicate detection over a source larger than memory, like an external sort.
+    """
+
+    BUCKET_BITS = 6
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.chunks = 0
+        self.integer_keys = True
+
+    def add(self, keys: np.ndarray) -> None:
+        """Record one chunk's keys (unique within the chunk)."""
+        self.chunks += 1
+        self.integer_keys &= keys.dtype.kind == "i"
+        keys = keys.view(np.int64)
+        spread = (keys.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - self.BUCKET_BITS)
+        order = np.argsort(spread, kind="stable")
+        bounds = np.searchsorted(spread[order], np.arange(1, 1 << self.BUCKET_BITS), side="left")
+        for bucket, part in enumerate(np.split(keys[order], bounds)):
+            if len(part):
+                with open(self.directory / f"keys-{bucket:02d}.bin", "ab") as handle:
+                    part.tofile(handle)
+
+    def repeated(self) -> tuple[int, list[int]]:
+        """How many keys occur in more than one chunk, and a few of them."""
+        if self.chunks < 2:
+            return 0, []
+        count, examples = 0, []
+        for path in sorted(self.directory.glob("keys-*.bin")):
+            ordered = np.sort(np.fromfile(path, dtype=np.int64))
+            repeated = _sorted_unique(ordered[1:][ordered[1:] == ordered[:-1]])
+            count += len(repeated)
+            examples.extend(int(value) for value in repeated[: EXAMPLES_PER_CHECK - len(examples)])
+        return count, examples
+
+
+def _check_cross_chunk_keys(spec: DatasetSpec, ledger: KeyLedger, collector: RowCheckCollector) -> None:
     """Keys repeated across chunks (duplicates inside one chunk are the contract's own check)."""
-    if len(keys_per_chunk) < 2:
-        return
-    ordered = np.sort(np.concatenate(keys_per_chunk))
-    repeated = _sorted_unique(ordered[1:][ordered[1:] == ordered[:-1]])
-    if len(repeated):
-        integer_key = len(spec.key_columns) == 1 and ordered.dtype.kind == "i"
+    count, examples = ledger.repeated()
+    if count:
+        name = "value" if ledger.integer_keys and len(spec.key_columns) == 1 else "key_hash"
         collector.add(
             ",".join(spec.key_columns),
             "unique across chunks",
-            count=len(repeated),
-            examples=[
-                {"value": int(value)} if integer_key else {"key_hash": int(value)}
-                for value in repeated[:EXAMPLES_PER_CHECK]
-            ],
+            count=count,
+            examples=[{name: value} for value in examples],
         )
 
 
