@@ -458,7 +458,11 @@ def list_datasets() -> None:
 @app.command("generate")
 def generate(
     destination: Annotated[
-        str, typer.Argument(help="File to write: a local path or s3://bucket/key (LOCKGATE_S3_* settings).")
+        str,
+        typer.Argument(
+            help="File to write: a local path or s3://bucket/key (LOCKGATE_S3_* settings); a folder or a "
+            "prefix ending in '/' gets a file named after the dataset and seed."
+        ),
     ],
     dataset: Annotated[
         str, typer.Option(help="'loans' (generated, any size) or 'breast-cancer' (scikit-learn's data).")
@@ -488,6 +492,14 @@ def generate(
     from tasks.sample_data import write_breast_cancer
 
     s3_client = _s3_client() if destination.startswith("s3://") else None
+    if destination.endswith("/") or Path(destination).is_dir():
+        # A folder or bucket prefix: name the file after what is in it.
+        name = (
+            f"{dataset}-seed{seed}.{file_format.value}"
+            if dataset == "loans"
+            else f"{dataset}.{file_format.value}"
+        )
+        destination = destination.rstrip("/") + "/" + name
     try:
         with console.status(f"Writing {destination} ..."):
             if dataset == "breast-cancer":

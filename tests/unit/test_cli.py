@@ -184,3 +184,45 @@ def test_data_dir_must_not_be_a_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--data-dir", str(a_file)])
     assert result.exit_code == 2
     assert "is a file" in plain(result.output)
+
+
+@pytest.mark.parametrize("command", ["generate", "ingest", "datasets"])
+def test_stage_commands_document_themselves(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    text = plain(result.output)
+    expected = {
+        "generate": ["--rows", "--covariate-shift", "--defect-rate", "--format"],
+        "ingest": ["--dataset", "--chunk-rows", "SOURCE"],
+        "datasets": ["datasets"],
+    }[command]
+    assert all(word in text for word in expected), text
+
+
+def test_generate_into_a_folder_names_the_file(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["generate", f"{tmp_path}/", "--rows", "50", "--seed", "4", "--format", "csv"]
+    )
+    assert result.exit_code == 0, result.output
+    written = tmp_path / "loans-seed4.csv"
+    assert written.exists() and len(written.read_text().splitlines()) == 51
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--function", "12"], "function"),
+        (["--defect-rate", "1.5"], "defect-rate"),
+        (["--dataset", "weather"], "no generator for dataset 'weather'"),
+    ],
+)
+def test_generate_refuses_bad_options(tmp_path: Path, arguments: list[str], message: str) -> None:
+    result = runner.invoke(app, ["generate", str(tmp_path / "x.parquet"), *arguments])
+    assert result.exit_code == 2
+    assert message in plain(result.output)
+
+
+def test_ingest_refuses_an_unknown_dataset_before_starting_anything(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["ingest", str(tmp_path / "x.csv"), "--dataset", "weather"])
+    assert result.exit_code == 2
+    assert "unknown dataset 'weather'" in plain(result.output) and "loans" in plain(result.output)
