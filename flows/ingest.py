@@ -9,7 +9,6 @@ events that automations key on.
 from __future__ import annotations
 
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from infra.clients import make_lakefs_client, make_s3_client
 from infra.settings import LakeFSSettings, S3Settings
 from tasks import ingestion, versioning
 from tasks.datasets import available_datasets, get_dataset
-from tasks.gx_validation import preload_expectations
 
 MERGED_EVENT = "lockgate.dataset.merged"
 REJECTED_EVENT = "lockgate.dataset.rejected"
@@ -71,8 +69,6 @@ def ingest_flow(parameters: IngestParameters) -> dict[str, Any]:
     namespace = versioning.default_storage_namespace(spec.repository, client=client)
     versioning.ensure_repository(spec.repository, storage_namespace=namespace or "", client=client)
 
-    # Great Expectations takes seconds to import; do it while the batch streams (pyarrow releases the GIL).
-    threading.Thread(target=preload_expectations, name="gx-import", daemon=True).start()
     run_id = ingestion.new_run_id()
     try:
         sources = resolve_sources_task(parameters.source, s3_client=s3_client)

@@ -12,7 +12,6 @@ turn warnings into errors keep working.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import shutil
@@ -135,23 +134,13 @@ def _import_gx():
     """Import GX quietly: analytics off (unless the environment says otherwise), no import warnings."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     # GX 1.24 imports the stdlib's deprecated sre_* modules; the warning is theirs to fix. A narrow,
-    # permanent filter rather than catch_warnings(), which is not thread-safe (see preload_expectations).
+    # permanent filter rather than catch_warnings(), which is not thread-safe.
     warnings.filterwarnings(
         "ignore", message=r"module 'sre_(constants|parse)' is deprecated", category=DeprecationWarning
     )
     import great_expectations as gx
 
     return gx
-
-
-def preload_expectations() -> None:
-    """Import Great Expectations now, e.g. in a background thread while a batch streams in.
-
-    The import takes seconds; the first validation then finds it done. Failures are left for the
-    validation itself to report.
-    """
-    with contextlib.suppress(Exception):
-        _import_gx()
 
 
 def _quiet(context) -> None:
