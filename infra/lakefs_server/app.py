@@ -293,6 +293,29 @@ class LakeFSApi:
             found.append((path, b"".join(self.blocks.read(entry[0], 0, entry[2] - 1)) if entry[2] else b""))
         return found
 
+    def _hooked(
+        self,
+        event: str,
+        *,
+        repository: str,
+        actions_ref: str,
+        record: dict[str, Any],
+        operation: Callable[[], Any],
+        commit_of: Callable[[Any], str] = lambda result: result,
+    ) -> Any:
+        """Run the ``pre-<event>`` hooks (a failure aborts with 412), the operation, then the
+        ``post-<event>`` hooks, which read their actions from the commit the operation produced."""
+        self.hooks.run_pre(f"pre-{event}", repository=repository, actions_ref=actions_ref, record=record)
+        result = operation()
+        commit_id = commit_of(result)
+        self.hooks.run_post(
+            f"post-{event}",
+            repository=repository,
+            actions_ref=commit_id,
+            record={**record, "commit_id": commit_id},
+        )
+        return result
+
     def _namespace(self, repository: str) -> str:
         return self.store.get_repository(repository)["storage_namespace"]
 
@@ -404,13 +427,13 @@ class LakeFSApi:
 
         def create() -> str:
             commit_id = self.store.resolve(repository, source).commit_id
-            record = {"branch_id": name, "source_ref": source, "commit_id": commit_id}
-            self.hooks.run_pre("pre-create-branch", repository=repository, actions_ref=source, record=record)
-            commit_id = self.store.create_branch(repository, name, source=source, force=force)
-            self.hooks.run_post(
-                "post-create-branch", repository=repository, actions_ref=commit_id, record=record
+            return self._hooked(
+                "create-branch",
+                repository=repository,
+                actions_ref=source,
+                record={"branch_id": name, "source_ref": source, "commit_id": commit_id},
+                operation=lambda: self.store.create_branch(repository, name, source=source, force=force),
             )
-            return commit_id
 
         commit_id = await run_in_threadpool(create)
         return PlainTextResponse(commit_id, status_code=201, media_type="text/html")
@@ -476,13 +499,13 @@ class LakeFSApi:
 
         def create() -> str:
             commit_id = self.store.resolve(repository, ref).commit_id
-            record = {"tag_id": name, "source_ref": ref, "commit_id": commit_id}
-            self.hooks.run_pre("pre-create-tag", repository=repository, actions_ref=ref, record=record)
-            commit_id = self.store.create_tag(repository, name, ref=ref, force=force)
-            self.hooks.run_post(
-                "post-create-tag", repository=repository, actions_ref=commit_id, record=record
+            return self._hooked(
+                "create-tag",
+                repository=repository,
+                actions_ref=ref,
+                record={"tag_id": name, "source_ref": ref, "commit_id": commit_id},
+                operation=lambda: self.store.create_tag(repository, name, ref=ref, force=force),
             )
-            return commit_id
 
         commit_id = await run_in_threadpool(create)
         return _json({"id": name, "commit_id": commit_id}, 201)
@@ -514,23 +537,22 @@ class LakeFSApi:
                 "committer": COMMITTER,
                 "commit_metadata": metadata,
             }
-            self.hooks.run_pre("pre-commit", repository=repository, actions_ref=branch, record=record)
-            result = self.store.commit(
-                repository,
-                branch,
-                message=message,
-                metadata=metadata,
-                committer=COMMITTER,
-                allow_empty=allow_empty,
-                date=date,
-            )
-            self.hooks.run_post(
-                "post-commit",
+            return self._hooked(
+                "commit",
                 repository=repository,
-                actions_ref=result["id"],
-                record={**record, "commit_id": result["id"]},
+                actions_ref=branch,
+                record=record,
+                operation=lambda: self.store.commit(
+                    repository,
+                    branch,
+                    message=message,
+                    metadata=metadata,
+                    committer=COMMITTER,
+                    allow_empty=allow_empty,
+                    date=date,
+                ),
+                commit_of=lambda result: result["id"],
             )
-            return result
 
         return _json(await run_in_threadpool(commit), 201)
 
@@ -640,25 +662,23 @@ class LakeFSApi:
                 "committer": COMMITTER,
                 "commit_metadata": metadata,
             }
-            self.hooks.run_pre("pre-merge", repository=repository, actions_ref=source_ref, record=record)
-            commit_id = self.store.merge(
-                repository,
-                source_ref=source_ref,
-                destination=destination,
-                message=message,
-                metadata=metadata,
-                committer=COMMITTER,
-                strategy=_field(body, "strategy", str, None),
-                allow_empty=bool(body.get("allow_empty")),
-                squash=bool(body.get("squash_merge")),
-            )
-            self.hooks.run_post(
-                "post-merge",
+            return self._hooked(
+                "merge",
                 repository=repository,
-                actions_ref=commit_id,
-                record={**record, "commit_id": commit_id},
+                actions_ref=source_ref,
+                record=record,
+                operation=lambda: self.store.merge(
+                    repository,
+                    source_ref=source_ref,
+                    destination=destination,
+                    message=message,
+                    metadata=metadata,
+                    committer=COMMITTER,
+                    strategy=_field(body, "strategy", str, None),
+                    allow_empty=bool(body.get("allow_empty")),
+                    squash=bool(body.get("squash_merge")),
+                ),
             )
-            return commit_id
 
         return _json({"reference": await run_in_threadpool(merge)})
 
