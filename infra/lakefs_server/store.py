@@ -424,10 +424,7 @@ class Store:
         with self.transaction() as conn:
             self.branch_commit(repository, branch, conn)
             target = self.resolve(repository, ref, conn).commit_id
-            conn.execute(
-                "UPDATE branches SET commit_id = ? WHERE repository = ? AND name = ?",
-                (target, repository, branch),
-            )
+            self._move_branch(conn, repository, branch, target)
             conn.execute("DELETE FROM staged WHERE repository = ? AND branch = ?", (repository, branch))
 
     def get_tag(self, repository: str, name: str) -> str:
@@ -587,6 +584,19 @@ class Store:
             else:
                 yield Change(path, "changed" if committed is not None else "added", json.loads(raw))
 
+    @staticmethod
+    def _move_branch(conn: sqlite3.Connection, repository: str, branch: str, commit_id: str) -> None:
+        conn.execute(
+            "UPDATE branches SET commit_id = ? WHERE repository = ? AND name = ?",
+            (commit_id, repository, branch),
+        )
+
+    def _require_clean(self, conn: sqlite3.Connection, repository: str, branch: str, *, what: str) -> None:
+        if self._is_dirty(conn, repository, branch):
+            raise BadRequest(
+                f"{what}: branch {branch!r} is dirty (has uncommitted changes); commit or reset them first"
+            )
+
     def _is_dirty(self, conn: sqlite3.Connection, repository: str, branch: str) -> bool:
         return (
             conn.execute(
@@ -651,10 +661,7 @@ class Store:
                 metadata=metadata,
                 creation_date=date,
             )
-            conn.execute(
-                "UPDATE branches SET commit_id = ? WHERE repository = ? AND name = ?",
-                (record["id"], repository, branch),
-            )
+            self._move_branch(conn, repository, branch, record["id"])
             conn.execute("DELETE FROM staged WHERE repository = ? AND branch = ?", (repository, branch))
             return self._commit(conn, repository, record["id"])
 
@@ -788,11 +795,7 @@ class Store:
         with self.transaction() as conn:
             source = self.resolve(repository, source_ref, conn).commit_id
             head = self.branch_commit(repository, destination, conn)
-            if self._is_dirty(conn, repository, destination):
-                raise BadRequest(
-                    f"merge: destination branch {destination!r} is dirty (has uncommitted changes); "
-                    "commit or reset them first"
-                )
+            self._require_clean(conn, repository, destination, what="merge: destination")
             base = self.merge_base(repository, source, head, conn)
             root, _ = self._three_way(
                 conn, repository, base=base, source=source, destination=head, strategy=strategy, what="merge"
@@ -809,10 +812,7 @@ class Store:
                 meta_range_id=root,
                 metadata=metadata,
             )
-            conn.execute(
-                "UPDATE branches SET commit_id = ? WHERE repository = ? AND name = ?",
-                (record["id"], repository, destination),
-            )
+            self._move_branch(conn, repository, destination, record["id"])
             return record["id"]
 
     def _pick_parent(self, commit: dict[str, Any], parent_number: int | None, what: str) -> str:
@@ -840,8 +840,7 @@ class Store:
     ) -> str:
         with self.transaction() as conn:
             head = self.branch_commit(repository, branch, conn)
-            if self._is_dirty(conn, repository, branch):
-                raise BadRequest(f"revert: branch {branch!r} is dirty (has uncommitted changes)")
+            self._require_clean(conn, repository, branch, what="revert")
             target = self._commit(conn, repository, self.resolve(repository, ref, conn).commit_id)
             parent = self._pick_parent(target, parent_number, "revert")
             root, changed = self._three_way(
@@ -864,10 +863,7 @@ class Store:
                 meta_range_id=root,
                 metadata={},
             )
-            conn.execute(
-                "UPDATE branches SET commit_id = ? WHERE repository = ? AND name = ?",
-                (record["id"], repository, branch),
-            )
+            self._move_branch(conn, repository, branch, record["id"])
             return record["id"]
 
     def cherry_pick(
@@ -875,8 +871,7 @@ class Store:
     ) -> dict[str, Any]:
         with self.transaction() as conn:
             head = self.branch_commit(repository, branch, conn)
-            if self._is_dirty(conn, repository, branch):
-                raise BadRequest(f"cherry-pick: branch {branch!r} is dirty (has uncommitted changes)")
+            self._require_clean(conn, repository, branch, what="cherry-pick")
             target = self._commit(conn, repository, self.resolve(repository, ref, conn).commit_id)
             parent = self._pick_parent(target, parent_number, "cherry-pick")
             root, _ = self._three_way(
@@ -897,10 +892,7 @@ class Store:
                 meta_range_id=root,
                 metadata=target["metadata"],
             )
-            conn.execute(
-                "UPDATE branches SET commit_id = ? WHERE repository = ? AND name = ?",
-                (record["id"], repository, branch),
-            )
+            self._move_branch(conn, repository, branch, record["id"])
             return self._commit(conn, repository, record["id"])
 
 
