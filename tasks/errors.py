@@ -45,3 +45,19 @@ class MergeConflictError(LockgateError):
 
 class DataFormatError(LockgateError, ValueError):
     """Stored bytes could not be decoded as the expected format (Parquet)."""
+
+
+class EvaluationError(InvalidInputError):
+    """Labels, probabilities, slices or a metric name given to evaluation were refused."""
+
+
+class ModelNotFoundError(LockgateError, LookupError):
+    """A model, version or alias asked of the registry does not exist (the message lists what does)."""
+
+
+class ModelIntegrityError(LockgateError):
+    """A stored model artifact is missing, unreadable, or its SHA-256 differs from its model card."""
+
+
+class ModelRegistrationError(LockgateError):
+    """A model could not be registered (no version number could be claimed); nothing became visible."""
