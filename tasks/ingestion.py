@@ -108,6 +108,7 @@ class IngestReport:
     sources: list[dict[str, Any]]
     rows: int = 0
     schema_fingerprint: str = ""
+    data_prefix: str = ""
     row_checks: list[CheckFailures] = field(default_factory=list)
     expectations: dict[str, Any] = field(default_factory=dict)
     data_commit: str | None = None
@@ -494,6 +495,7 @@ def _fill_branch(
         branch=branch,
         sources=[asdict(source) for source in sources],
     )
+    report.data_prefix = f"{DATA_PREFIX}batch-{fingerprint[:20]}/"
     collector = RowCheckCollector()
     reservoir = Reservoir(GX_SAMPLE_ROWS)
     coercible = True
@@ -529,7 +531,7 @@ def _fill_branch(
                     )
             if writer is not None:
                 writer.close()
-                parts.append((part, f"{DATA_PREFIX}batch-{fingerprint[:20]}/part-{number:05d}.parquet"))
+                parts.append((part, f"{report.data_prefix}part-{number:05d}.parquet"))
         if coercible:
             _check_cross_chunk_keys(spec, ledger, collector)
         report.row_checks = collector.summary()
