@@ -280,20 +280,21 @@ def compare_to_champion(
 
 
 def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Plot train/validation loss and validation ROC AUC per epoch to a PNG.
+    """Plot train/validation loss and, where recorded, validation ROC AUC per epoch to a PNG.
 
     Args:
-        history: One mapping per epoch with ``epoch``, ``train_loss``, ``valid_loss`` and
-            ``valid_auc`` (None allowed, e.g. a single-class validation batch).
+        history: One mapping per epoch with ``epoch``, ``train_loss`` and ``valid_loss``, and
+            optionally ``valid_auc`` (missing or None leaves a gap; when no epoch has it, only the
+            loss panel is drawn).
         path: Where to write the PNG (parent folders are created).
 
     Returns:
         The written path.
 
     Raises:
-        EvaluationError: Empty history or an epoch lacking one of the keys.
+        EvaluationError: Empty history or an epoch lacking one of the required keys.
     """
-    required = ("epoch", "train_loss", "valid_loss", "valid_auc")
+    required = ("epoch", "train_loss", "valid_loss")
     if not history:
         raise EvaluationError("history is empty; expected one mapping per epoch")
     for position, entry in enumerate(history):
@@ -303,16 +304,20 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | Path)
     epochs = [entry["epoch"] for entry in history]
 
     def series(key: str) -> list[float]:
-        return [math.nan if entry[key] is None else float(entry[key]) for entry in history]
+        return [math.nan if entry.get(key) is None else float(entry[key]) for entry in history]
 
-    figure = Figure(figsize=(9, 3.5))
-    loss_axes, auc_axes = figure.subplots(1, 2)
+    auc = series("valid_auc")
+    with_auc = not all(math.isnan(value) for value in auc)
+    figure = Figure(figsize=(9 if with_auc else 5, 3.5))
+    panels = figure.subplots(1, 2 if with_auc else 1, squeeze=False)[0]
+    loss_axes = panels[0]
     loss_axes.plot(epochs, series("train_loss"), marker="o", label="train")
     loss_axes.plot(epochs, series("valid_loss"), marker="o", label="validation")
     loss_axes.set(xlabel="epoch", ylabel="loss", title="Loss")
     loss_axes.legend()
-    auc_axes.plot(epochs, series("valid_auc"), marker="o", color="tab:green")
-    auc_axes.set(xlabel="epoch", ylabel="ROC AUC", title="Validation ROC AUC")
+    if with_auc:
+        panels[1].plot(epochs, auc, marker="o", color="tab:green")
+        panels[1].set(xlabel="epoch", ylabel="ROC AUC", title="Validation ROC AUC")
     figure.tight_layout()
     return _save(figure, path)
 

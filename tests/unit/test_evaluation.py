@@ -417,13 +417,21 @@ def test_plotting_never_touches_pyplot_or_a_window(tmp_path: Path) -> None:
 
 
 def test_training_curves_refuse_an_incomplete_history(tmp_path: Path) -> None:
-    with pytest.raises(EvaluationError, match=r"history\[1\] lacks \['valid_auc'\]"):
-        plot_training_curves(
-            [HISTORY[0], {"epoch": 2, "train_loss": 0.5, "valid_loss": 0.5}], tmp_path / "c.png"
-        )
+    with pytest.raises(EvaluationError, match=r"history\[1\] lacks \['valid_loss'\]"):
+        plot_training_curves([HISTORY[0], {"epoch": 2, "train_loss": 0.5}], tmp_path / "c.png")
     with pytest.raises(EvaluationError, match="history is empty"):
         plot_training_curves([], tmp_path / "c.png")
     assert not (tmp_path / "c.png").exists()
+
+
+def test_training_curves_without_auc_draw_the_loss_alone(tmp_path: Path) -> None:
+    losses_only = [{key: entry[key] for key in ("epoch", "train_loss", "valid_loss")} for entry in HISTORY]
+
+    with_auc = plot_training_curves(HISTORY, tmp_path / "with_auc.png")
+    without_auc = plot_training_curves(losses_only, tmp_path / "without_auc.png")
+
+    assert without_auc.read_bytes().startswith(PNG_SIGNATURE)
+    assert without_auc.read_bytes() != with_auc.read_bytes()
 
 
 def test_roc_plot_refuses_a_single_class(tmp_path: Path) -> None:
