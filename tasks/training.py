@@ -272,6 +272,7 @@ def run_rank(
         rank=rank,
         world_size=world,
         timeout=timedelta(seconds=config.process_group_timeout_s),
+        **({"device_id": device} if use_cuda else {}),
     )
     try:
         client = make_lakefs_client(LakeFSSettings())
