@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from infra.settings import LakeFSSettings, S3Settings
+from infra.settings import DaskSettings, LakeFSSettings, S3Settings
 
 if TYPE_CHECKING:
     import lakefs
@@ -58,3 +61,48 @@ def make_s3_client(settings: S3Settings):
             "aws_secret_access_key": settings.secret_access_key.get_secret_value(),
         }
     return boto3.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region, **credentials)
+
+
+class DaskUnavailableError(RuntimeError):
+    """The configured Dask scheduler could not be reached."""
+
+
+@contextlib.contextmanager
+def dask_client(settings: DaskSettings) -> Iterator[Any]:
+    """A ``dask.distributed.Client`` for the configured scheduler, or for a LocalCluster started here.
+
+    Connecting to a scheduler is retried ``connect_attempts`` times, each bounded by
+    ``connect_timeout_s``; then a clear error names the address. LocalCluster workers inherit this
+    process's environment (lakeFS settings included), so set it before entering.
+    """
+    from dask.distributed import Client, LocalCluster
+
+    if settings.scheduler_address:
+        last: Exception | None = None
+        for attempt in range(1, settings.connect_attempts + 1):
+            try:
+                client = Client(settings.scheduler_address, timeout=f"{settings.connect_timeout_s}s")
+                break
+            except (OSError, TimeoutError) as error:
+                last = error
+                time.sleep(min(2.0 * attempt, 10.0))
+        else:
+            raise DaskUnavailableError(
+                f"Dask scheduler at {settings.scheduler_address} unreachable after "
+                f"{settings.connect_attempts} attempt(s) of {settings.connect_timeout_s:g}s "
+                f"({type(last).__name__}: {last}); check LOCKGATE_DASK_SCHEDULER_ADDRESS or unset it "
+                "to use a LocalCluster"
+            ) from last
+        with client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=settings.n_workers,
+            threads_per_worker=settings.threads_per_worker,
+            processes=True,
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

@@ -127,3 +127,19 @@ class S3Settings(BaseSettings):
                 "set both LOCKGATE_S3_ACCESS_KEY_ID and LOCKGATE_S3_SECRET_ACCESS_KEY, or neither"
             )
         return self
+
+
+class DaskSettings(BaseSettings):
+    """Where training runs: an existing Dask scheduler, or a LocalCluster started for the run."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCKGATE_DASK_", extra="ignore")
+
+    scheduler_address: str | None = Field(
+        None,
+        description="tcp://host:8786 of an existing scheduler (dask-kubernetes, dask-jobqueue, cloud); "
+        "unset starts a LocalCluster.",
+    )
+    n_workers: int = Field(2, ge=1, le=512, description="Workers (ranks) of the LocalCluster.")
+    threads_per_worker: int = Field(1, ge=1, le=64, description="Threads per LocalCluster worker.")
+    connect_timeout_s: float = Field(10.0, gt=0, description="Timeout of one connection attempt.")
+    connect_attempts: int = Field(3, ge=1, le=20, description="Connection attempts before giving up.")
