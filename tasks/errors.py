@@ -60,4 +60,4 @@ class ModelIntegrityError(LockgateError):
 
 
 class ModelRegistrationError(LockgateError):
-    """A model could not be registered (no version number could be claimed); nothing became visible."""
+    """No version number could be claimed (nothing visible), or a claimed version did not merge to main."""
