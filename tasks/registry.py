@@ -297,7 +297,8 @@ def register_model(
         repository: The models repository; created when missing.
         storage_namespace: Namespace for a repository that does not exist yet (the server's default
             when omitted).
-        run_id: Names the registration branch; a random ID when omitted (pass the flow-run ID).
+        run_id: Names the registration branch; a random ID when omitted. Pass the flow-run ID: a retry of
+            the same run replaces the branch a failed attempt kept.
 
     Returns:
         The version label, its commit ID and tag, and the card as stored.
@@ -352,13 +353,13 @@ def register_model(
         models = ensure_repository(repository, storage_namespace=namespace, client=client)
         main = models.properties.default_branch
 
-        for attempt in range(_MAX_CLAIM_ATTEMPTS):
+        for _ in range(_MAX_CLAIM_ATTEMPTS):
             versions, _ = _model_tags(repository, model_name, client=client)
             number = max(versions, default=0) + 1
             card = ModelCard(**fields, version=f"v{number}")
-            if attempt:
-                # Lost the previous number: start again from main so the branch holds only this upload.
-                lakefs.Branch(repository, branch, client=client).delete()
+            # Start from main each time: after a lost claim the branch must hold only this upload, and a
+            # retried run (same run_id) replaces the branch its failed attempt left behind.
+            _delete_branch_if_present(repository, branch, client=client)
             create_branch(repository, branch, source_ref=main, client=client)
             commit_id = _upload_version(
                 repository,
@@ -673,6 +674,15 @@ def _upload_version(
         metadata=metadata,
         client=client,
     )
+
+
+def _delete_branch_if_present(repository: str, branch: str, *, client: lakefs.Client) -> None:
+    """Delete ``branch`` when it exists."""
+    try:
+        with api_exception_handler():
+            lakefs.Branch(repository, branch, client=client).delete()
+    except NotFoundException:
+        pass
 
 
 def _list_tags(repository: str, *, prefix: str | None, client: lakefs.Client) -> dict[str, str]:

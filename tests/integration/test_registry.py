@@ -350,8 +350,19 @@ def test_a_registration_failing_mid_upload_leaves_no_version_and_main_unchanged(
     # The half-written branch is kept for inspection, and the next registration still gets v2.
     kept = lakefs.Branch(models_repo, "register-loan-mlp-broken", client=lakefs_client)
     assert any(change.path.endswith("model.safetensors") for change in kept.uncommitted())
+    # A retry of the same run replaces that branch and registers v2.
     monkeypatch.setattr(registry, "upload_file", real_upload)
-    assert register("loan-mlp", 2, client=lakefs_client, repository=models_repo).version == "v2"
+    retried = register_model(
+        "loan-mlp",
+        state_dict=tiny_model(2).state_dict(),
+        lineage=lineage(2),
+        artifacts=artifacts,
+        client=lakefs_client,
+        repository=models_repo,
+        run_id="broken",
+    )
+    assert retried.version == "v2"
+    assert load_model("loan-mlp", "latest", client=lakefs_client, repository=models_repo).card.seed == 2
 
 
 def test_parallel_registrations_get_distinct_versions(lakefs_client, models_repo, monkeypatch):
