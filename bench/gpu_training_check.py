@@ -50,7 +50,7 @@ def _train(spec, data, lakefs_client, *, gpus: int, epochs: int, run_id: str) ->
     env = {"CUDA_VISIBLE_DEVICES": ""} if gpus == 0 else {}
     with (
         LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, env=env
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", env=env
         ) as cluster,
         Client(cluster) as client,
     ):

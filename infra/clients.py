@@ -101,7 +101,7 @@ def dask_client(settings: DaskSettings) -> Iterator[Any]:
             n_workers=settings.n_workers,
             threads_per_worker=settings.threads_per_worker,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: never clash with another cluster's 8787
         ) as cluster,
         Client(cluster) as client,
     ):

@@ -62,3 +62,12 @@ def s3_endpoint() -> Iterator[str]:
 def tmp_data_dir(tmp_path: Path) -> Path:
     """A data directory for a test that runs its own server (restart, crash, S3 tests)."""
     return tmp_path / "lakefs-data"
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One temporary Prefect server (SQLite) for the session; flows, events and artifacts go there."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

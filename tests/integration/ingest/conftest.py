@@ -9,8 +9,6 @@ bytes, hence a different batch fingerprint), and each test compares ``main``'s h
 from __future__ import annotations
 
 import itertools
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import lakefs
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from prefect_support import read_artifacts, read_events
 
 from infra.lakefs_server.launcher import EmbeddedLakeFS
 from tasks import versioning
@@ -35,12 +34,8 @@ _first_ids = itertools.count(start=1_000_000, step=BATCH_ROWS * 100)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def prefect_server() -> Iterator[None]:
-    """One temporary Prefect server (SQLite) for the whole folder; flows, events and artifacts go there."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
+def _prefect_for_every_test(prefect_server: None) -> None:
+    """Every test in this folder runs flows against the session's Prefect server."""
 
 
 @pytest.fixture(scope="session")
@@ -166,38 +161,6 @@ def run_ingest(source: str | Path, *, dataset: str = "loans", chunk_rows: int = 
     parameters = IngestParameters(source=str(source), dataset=dataset, chunk_rows=chunk_rows)
     state = ingest_flow(parameters, return_state=True)
     return IngestRun(state=state, flow_run_id=str(state.state_details.flow_run_id))
-
-
-def read_events(name: str, *, flow_run_id: str, timeout: float = EVENT_TIMEOUT_S) -> list[Any]:
-    """Events called ``name`` that ``flow_run_id`` emitted, read back from the Prefect server.
-
-    Events reach the server asynchronously (the events worker sends them over a websocket), so poll.
-    """
-    from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
-
-    event_filter = EventFilter(
-        event=EventNameFilter(name=[name]),
-        related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
-    )
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            page = client.read_events(filter=event_filter, limit=50)
-            if page.events or time.monotonic() > deadline:
-                return list(page.events)
-            time.sleep(0.25)
-
-
-def read_artifacts(flow_run_id: str) -> list[Any]:
-    """The artifacts ``flow_run_id`` created, from the Prefect server."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-    with get_client(sync_client=True) as client:
-        return client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(flow_run_id)]))
-        )
 
 
 @dataclass
