@@ -590,6 +590,133 @@ def ingest(
         )
 
 
+models_app = typer.Typer(help="The model registry (lakeFS repository lockgate-models).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@app.command("train")
+def train(
+    dataset: Annotated[str, typer.Option(help="Dataset to train on (see `lockgate datasets`).")] = "loans",
+    ref: Annotated[
+        str, typer.Option(help="Branch, tag or commit of the dataset; pinned to its commit at the start.")
+    ] = "main",
+    model_name: Annotated[str, typer.Option(help="Name to register the model under.")] = "loans-mlp",
+    epochs: Annotated[
+        int, typer.Option(min=1, max=1000, help="Maximum epochs (early stopping may end sooner).")
+    ] = 8,
+    batch_size: Annotated[int, typer.Option(min=8, help="Rows per step on each rank.")] = 512,
+    learning_rate: Annotated[float, typer.Option(min=0, help="Adam learning rate.")] = 3e-3,
+    seed: Annotated[int, typer.Option(help="Same seed and data give the same weights.")] = 0,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="LocalCluster workers = DDP ranks (LOCKGATE_DASK_N_WORKERS).")
+    ] = 2,
+    alias: Annotated[
+        str, typer.Option(help="Alias to point at the new version: challenger, champion or none.")
+    ] = ("challenger"),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            file_okay=False, help="Data directory of the embedded server (when no endpoint is set)."
+        ),
+    ] = None,
+) -> None:
+    """Train with PyTorch DDP on Dask (one rank per worker; LOCKGATE_DASK_SCHEDULER_ADDRESS for an existing
+    cluster), evaluate on a holdout, and register the model with its lineage."""
+    from flows.train import TrainParameters, train_flow
+    from tasks.errors import LockgateError
+    from tasks.training import TrainingConfig
+
+    try:
+        parameters = TrainParameters(
+            dataset=dataset,
+            ref=ref,
+            model_name=model_name,
+            alias=alias,
+            config=TrainingConfig(
+                epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed
+            ),
+        )
+    except ValidationError as error:
+        _fail_on_settings(error, what="training parameters")
+    os.environ.setdefault("LOCKGATE_DASK_N_WORKERS", str(workers))
+    with _lakefs_connection(data_dir) as (client, _server):
+        with console.status(f"Training {model_name} on {dataset}@{ref} ..."):
+            try:
+                result = train_flow(parameters)
+            except LockgateError as error:
+                _fail(str(error))
+        _print_lineage(client, model_name, result["version"])
+
+
+def _print_lineage(client: lakefs.Client, model_name: str, ref: str) -> None:
+    from tasks.registry import show_model
+
+    card = show_model(model_name, ref, client=client)
+    table = Table(title=f"{model_name} {card.version}: lineage")
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    holdout = card.metrics.get("holdout", {})
+    rows = [
+        ("data", f"lakefs://{card.data_repository}/{card.data_commit_id}"),
+        ("contract report", card.contract_report),
+        ("training config", ", ".join(f"{k}={v}" for k, v in card.training_config.items())),
+        ("seed", str(card.seed)),
+        ("holdout ROC AUC", f"{holdout.get('roc_auc')}"),
+        (
+            "holdout accuracy / log loss / ECE",
+            " / ".join(str(holdout.get(k)) for k in ("accuracy", "log_loss", "expected_calibration_error")),
+        ),
+        ("weights SHA-256", card.weights_sha256),
+        ("code version", card.code_version),
+        ("Prefect flow run", card.flow_run_id or ""),
+        ("libraries", ", ".join(f"{k} {v}" for k, v in sorted(card.library_versions.items()))),
+        ("created at", str(card.created_at)),
+    ]
+    for field, value in rows:
+        table.add_row(field, value)
+    console.print(table)
+
+
+@models_app.command("list")
+def list_registered_models(
+    data_dir: Annotated[
+        Path | None, typer.Option(file_okay=False, help="Embedded server data directory.")
+    ] = None,
+) -> None:
+    """List every registered model version with its commit, creation time and aliases."""
+    from tasks.registry import list_models
+
+    with _lakefs_connection(data_dir) as (client, _server):
+        table = Table(title="Registered models")
+        for column in ("model", "version", "aliases", "commit", "created at"):
+            table.add_column(column)
+        for row in list_models(client=client):
+            table.add_row(
+                row.model_name, row.version, ", ".join(row.aliases), row.commit_id[:12], str(row.created_at)
+            )
+        console.print(table)
+
+
+@models_app.command("show")
+def show_registered_model(
+    model_name: Annotated[str, typer.Argument(help="Registered model name.")],
+    ref: Annotated[
+        str, typer.Argument(help="Version (v3), alias (champion, challenger) or 'latest'.")
+    ] = "latest",
+    data_dir: Annotated[
+        Path | None, typer.Option(file_okay=False, help="Embedded server data directory.")
+    ] = None,
+) -> None:
+    """Show a model version's lineage: data commit, contract report, config, metrics, hashes, code."""
+    from tasks.errors import LockgateError
+
+    with _lakefs_connection(data_dir) as (client, _server):
+        try:
+            _print_lineage(client, model_name, ref)
+        except LockgateError as error:
+            _fail(str(error))
+
+
 def main() -> None:
     """Entry point for ``python -m flows.cli``."""
     app(prog_name="lockgate")
