@@ -228,6 +228,13 @@ def run_demo(
             "run by Prefect; starts a temporary Prefect server unless PREFECT_API_URL is set)."
         ),
     ] = True,
+    train_model: Annotated[
+        bool,
+        typer.Option(
+            "--train/--no-train",
+            help="After the gate, train a model on main with DDP on a local Dask cluster and register it.",
+        ),
+    ] = True,
 ) -> None:
     """Show versioned data end to end: branch, write Parquet, commit, diff, merge, read back.
 
@@ -240,6 +247,8 @@ def run_demo(
         _print_demo_result(result)
         if gate:
             _run_gate_demo()
+            if train_model:
+                _run_training_demo(client)
         if server is not None and keep_running:
             _wait_for_interrupt(server)
     if not result.verified:
@@ -329,6 +338,23 @@ def _run_gate_demo() -> None:
     for outcome in outcomes:
         if outcome.status == "rejected":
             console.print(Panel(outcome.message, title=f"Why the {outcome.label} was rejected", style="red"))
+
+
+def _run_training_demo(client: lakefs.Client) -> None:
+    """Train on the contract-checked loans data with 2 DDP ranks, register, and show the lineage."""
+    from flows.train import TrainParameters, train_flow
+    from tasks.training import TrainingConfig
+
+    console.rule("Training: train_flow (PyTorch DDP on a local Dask cluster)")
+    os.environ.setdefault("LOCKGATE_DASK_N_WORKERS", "2")
+    parameters = TrainParameters(model_name="loans-mlp", config=TrainingConfig(epochs=6, batch_size=256))
+    with console.status("Training loans-mlp with 2 ranks ..."):
+        result = train_flow(parameters)
+    console.print(
+        f"[green]registered[/] loans-mlp {result['version']} (alias challenger), holdout ROC AUC "
+        f"{result['metrics']['roc_auc']:.3f}, {result['epochs']} epoch(s)"
+    )
+    _print_lineage(client, "loans-mlp", result["version"])
 
 
 def _run_demo_with_progress(

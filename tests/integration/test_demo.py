@@ -57,6 +57,9 @@ def test_demo_runs_twice_on_the_same_data_dir(tmp_path: Path, monkeypatch: pytes
     assert re.search(r"good batch\s*│\s*merged\s*│\s*20,000", first_output), first_output
     assert re.search(r"batch with defects\s*│\s*rejected", first_output), first_output
     assert "not_nullable" in first_output and "contract_report.json" in first_output
+    # Then a model is trained on main with 2 DDP ranks, registered and traced back to its data commit.
+    assert re.search(r"registered loans-mlp v\d+ \(alias challenger\), holdout ROC AUC 0\.\d+", first_output)
+    assert "lineage" in first_output and "lakefs://lockgate-loans/" in first_output
     assert re.search(rf"{re.escape(DEMO_DATA_PATH)}\s*\S*\s*added", first_output)
     assert server_children() == children_before, "the demo left its server running"
 
