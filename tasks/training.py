@@ -170,7 +170,7 @@ def save_checkpoint(
 ) -> None:
     """Write weights, best weights, optimizer moments and progress, then commit (atomic per epoch)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tensors |= {f"best.{k}": v.detach().cpu().contiguous() for k, v in best_state.items()}
+    tensors |= {f"best.{k}": v.detach().cpu().clone().contiguous() for k, v in best_state.items()}
     for index, moments in optimizer.state_dict()["state"].items():
         for name, value in moments.items():
             tensors[f"optimizer.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
@@ -205,7 +205,8 @@ def load_checkpoint(
 ) -> tuple[dict[str, torch.Tensor], dict] | None:
     """The last checkpoint of ``run_id`` on ``branch``, or None."""
     weights_path, state_path = _checkpoint_paths(run_id)
-    reference = lakefs.Branch(CHECKPOINT_REPOSITORY, branch, client=client)
+    # Committed state only ("@"): a rank killed between the two uploads must not mix two epochs.
+    reference = lakefs.Reference(CHECKPOINT_REPOSITORY, f"{branch}@", client=client)
     if not reference.object(state_path).exists():
         return None
     with reference.object(state_path).reader(mode="rb") as handle:
