@@ -96,6 +96,17 @@ def dask_client(settings: DaskSettings) -> Iterator[Any]:
         with client:
             yield client
         return
+    if settings.cuda:
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError as error:
+            raise DaskUnavailableError(
+                "LOCKGATE_DASK_CUDA is set but dask-cuda is not installed: `pip install dask-cuda` on the "
+                "GPU machine, or unset it to train on a CPU LocalCluster"
+            ) from error
+        with LocalCUDACluster(dashboard_address=":0") as cluster, Client(cluster) as client:
+            yield client
+        return
     with (
         LocalCluster(
             n_workers=settings.n_workers,

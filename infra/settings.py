@@ -143,3 +143,8 @@ class DaskSettings(BaseSettings):
     threads_per_worker: int = Field(1, ge=1, le=64, description="Threads per LocalCluster worker.")
     connect_timeout_s: float = Field(10.0, gt=0, description="Timeout of one connection attempt.")
     connect_attempts: int = Field(3, ge=1, le=20, description="Connection attempts before giving up.")
+    cuda: bool = Field(
+        False,
+        description="Start a dask-cuda LocalCUDACluster (one worker per GPU) instead of a LocalCluster; "
+        "needs `pip install dask-cuda` on a CUDA machine.",
+    )
