@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, field_validator
 from infra.clients import make_lakefs_client, make_s3_client
 from infra.settings import LakeFSSettings, S3Settings
 from tasks import ingestion, versioning
-from tasks.datasets import available_datasets, get_dataset
+from tasks.datasets import check_dataset_name, get_dataset
 
 MERGED_EVENT = "lockgate.dataset.merged"
 REJECTED_EVENT = "lockgate.dataset.rejected"
@@ -43,13 +43,7 @@ class IngestParameters(BaseModel):
         250_000, ge=1_000, le=5_000_000, description="Rows held in memory at once while reading."
     )
 
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, name: str) -> str:
-        known = available_datasets()
-        if name not in known:
-            raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(known))}")
-        return name
+    _known_dataset = field_validator("dataset")(check_dataset_name)
 
 
 resolve_sources_task = task(ingestion.resolve_sources, name="resolve-sources", cache_policy=NO_CACHE)

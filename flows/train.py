@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, field_validator
 from infra.clients import dask_client, make_lakefs_client
 from infra.settings import DaskSettings, LakeFSSettings
 from tasks import evaluation, registry, training
-from tasks.datasets import available_datasets, get_dataset
+from tasks.datasets import check_dataset_name, get_dataset
 
 REGISTERED_EVENT = "lockgate.model.registered"
 
@@ -51,13 +51,7 @@ class TrainParameters(BaseModel):
         "normal", description="'high' asks for approval before rollout."
     )
 
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, name: str) -> str:
-        known = available_datasets()
-        if name not in known:
-            raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(known))}")
-        return name
+    _known_dataset = field_validator("dataset")(check_dataset_name)
 
 
 resolve_data_task = task(training.resolve_training_data, name="resolve-training-data", cache_policy=NO_CACHE)

@@ -110,6 +110,14 @@ def available_datasets() -> dict[str, DatasetSpec]:
     return found
 
 
+def check_dataset_name(name: str) -> str:
+    """``name`` if a dataset is declared under it (a pydantic validator for flow parameters)."""
+    known = available_datasets()
+    if name not in known:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(known))}")
+    return name
+
+
 def get_dataset(name: str) -> DatasetSpec:
     """The dataset declared as ``name``; the error lists the known names."""
     datasets = available_datasets()
