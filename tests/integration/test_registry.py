@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import threading
+import uuid
 from pathlib import Path
 
 import lakefs
@@ -26,9 +27,13 @@ from tasks.registry import (
     set_alias,
     show_model,
 )
-from tests.conftest import unique_name
 
 pytestmark = pytest.mark.integration
+
+
+def unique_name(prefix: str) -> str:
+    """A lakeFS-valid, collision-free repository name."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def tiny_model(seed: int) -> torch.nn.Linear:
