@@ -180,7 +180,10 @@ def default_storage_namespace(repository: str, *, client: lakefs.Client) -> str 
     Returns:
         ``<server default prefix>/<repository>`` (``local://<repository>`` on a local block store).
     """
-    prefix = client.storage_config.default_namespace_prefix
+    # Asked afresh: lakefs 0.16 caches storage configs in a dict shared by every Client in the process,
+    # so client.storage_config can describe another server.
+    config = client.sdk_client.config_api.get_config().storage_config
+    prefix = config.default_namespace_prefix if config is not None else None
     if not prefix:
         return None
     # "local://" and "s3://bucket/prefix/" both take the name directly after their last separator.
