@@ -135,7 +135,9 @@ def test_write_refuses_bad_object_metadata_before_any_request() -> None:
     ],
 )
 def test_default_storage_namespace_joins_prefix_and_name(prefix: str | None, expected: str | None) -> None:
-    client = SimpleNamespace(storage_config=SimpleNamespace(default_namespace_prefix=prefix))
+    config = SimpleNamespace(storage_config=SimpleNamespace(default_namespace_prefix=prefix))
+    config_api = SimpleNamespace(get_config=lambda: config)
+    client = SimpleNamespace(sdk_client=SimpleNamespace(config_api=config_api))
     assert default_storage_namespace("demo", client=client) == expected  # type: ignore[arg-type]
 
 
