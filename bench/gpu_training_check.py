@@ -14,6 +14,7 @@ On an accelerator image without Great Expectations, the dataset-level GX suite i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 import time
@@ -40,24 +41,24 @@ def _ingest(spec, source: Path, client) -> None:
 
 
 def _train(spec, data, lakefs_client, *, gpus: int, epochs: int, run_id: str) -> None:
+    import importlib.util
+
     import torch
-    from dask.distributed import Client, LocalCluster
     from sklearn.metrics import roc_auc_score
 
+    from infra.clients import dask_client
+    from infra.settings import DaskSettings
     from tasks.training import TrainingConfig, train_distributed
 
-    workers = max(gpus, 1)
-    env = {"CUDA_VISIBLE_DEVICES": ""} if gpus == 0 else {}
-    with (
-        LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", env=env
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        if gpus:
-            # One GPU per worker, as LocalCUDACluster does.
-            for index, address in enumerate(sorted(client.scheduler_info()["workers"])):
-                client.run(os.environ.__setitem__, "CUDA_VISIBLE_DEVICES", str(index), workers=[address])
+    if gpus and importlib.util.find_spec("dask_cuda"):
+        # lockgate's own path: dask-cuda's LocalCUDACluster, one worker per GPU.
+        cluster_kind = "LocalCUDACluster"
+        connection = dask_client(DaskSettings(cuda=True))
+    else:
+        cluster_kind = "LocalCluster"
+        connection = _pinned_local_cluster(gpus)
+    with connection as client:
+        print(f"cluster: {cluster_kind} with {len(client.scheduler_info()['workers'])} worker(s)")
         config = TrainingConfig(epochs=epochs, batch_size=4096, learning_rate=3e-3, patience=None)
         started = time.perf_counter()
         result = train_distributed(
@@ -73,6 +74,24 @@ def _train(spec, data, lakefs_client, *, gpus: int, epochs: int, run_id: str) ->
             f"timings={ {k: round(v, 2) for k, v in result.timings.items()} }"
         )
         print(f"   last epoch: {result.history[-1]}")
+
+
+@contextlib.contextmanager
+def _pinned_local_cluster(gpus: int):
+    """A LocalCluster with one worker per GPU, each pinned to its GPU (what LocalCUDACluster does)."""
+    from dask.distributed import Client, LocalCluster
+
+    env = {"CUDA_VISIBLE_DEVICES": ""} if gpus == 0 else {}
+    with (
+        LocalCluster(
+            n_workers=max(gpus, 1), threads_per_worker=1, processes=True, dashboard_address=":0", env=env
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        for index, address in enumerate(sorted(client.scheduler_info()["workers"])):
+            if gpus:
+                client.run(os.environ.__setitem__, "CUDA_VISIBLE_DEVICES", str(index), workers=[address])
+        yield client
 
 
 def main() -> None:
