@@ -115,7 +115,7 @@ def main() -> None:
         "--batch-size",
         type=int,
         nargs="+",
-        default=[512, 2048],
+        default=[512, 1024, 2048],
         help="rows per step on each rank; one DDP/single pair per value (default 512 2048)",
     )
     args = parser.parse_args()

@@ -630,7 +630,7 @@ def train(
     epochs: Annotated[
         int, typer.Option(min=1, max=1000, help="Maximum epochs (early stopping may end sooner).")
     ] = 8,
-    batch_size: Annotated[int, typer.Option(min=8, help="Rows per step on each rank.")] = 512,
+    batch_size: Annotated[int, typer.Option(min=8, help="Rows per step on each rank.")] = 1024,
     learning_rate: Annotated[float, typer.Option(min=0, help="Adam learning rate.")] = 3e-3,
     seed: Annotated[int, typer.Option(help="Same seed and data give the same weights.")] = 0,
     workers: Annotated[
