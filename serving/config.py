@@ -1,0 +1,65 @@
+"""Settings of the serving app (``LOCKGATE_SERVING_*``) and of fault injection for game days."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServingSettings(BaseSettings):
+    """Where the serving app runs and how it batches, logs and routes."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCKGATE_SERVING_", extra="ignore")
+
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster to use: 'auto' (a cluster started on this machine with `ray start` or "
+        "`lockgate serve`), 'ray://head:10001', or unset to start a local Ray for the process.",
+    )
+    host: str = Field("127.0.0.1", description="Host the Serve HTTP proxy binds (0.0.0.0 in a cluster).")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the Serve HTTP proxy.")
+    app_name: str = Field(
+        "lockgate", pattern=r"^[a-z][a-z0-9-]{0,30}$", description="Serve application name of the ingress."
+    )
+    dataset: str = Field("loans", description="Dataset whose inference contract requests must meet.")
+    model_name: str = Field("loans-mlp", description="Registered model the app serves.")
+    initial_ref: str = Field("champion", description="Version or alias served when the app starts.")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body (413 beyond it).")
+    max_records: int = Field(1_000, ge=1, description="Most records in one request (413 beyond it).")
+    max_batch_size: int = Field(64, ge=1, le=4096, description="Requests batched into one model call.")
+    batch_wait_timeout_s: float = Field(
+        0.002, ge=0, le=1, description="How long a batch waits to fill up before the model runs."
+    )
+    model_replicas: int = Field(1, ge=1, le=256, description="Replicas of each model deployment.")
+    ingress_replicas: int = Field(1, ge=1, le=256, description="Replicas of the ingress deployment.")
+    replica_num_cpus: float = Field(0.5, gt=0, le=64, description="Ray CPUs reserved by each replica.")
+    model_num_gpus: float = Field(0.0, ge=0, le=8, description="GPUs per model replica (0: CPU).")
+    request_timeout_s: float = Field(10.0, gt=0, description="A model call slower than this fails (504).")
+    inference_logging: bool = Field(True, description="Append every prediction to the inference repo.")
+    inference_repository: str = Field("lockgate-inference", description="lakeFS repository of the logs.")
+    log_flush_rows: int = Field(2_000, ge=1, description="Commit the log when this many rows wait.")
+    log_flush_interval_s: float = Field(2.0, gt=0, description="Commit the log at least this often.")
+    log_capacity_rows: int = Field(
+        200_000,
+        ge=1,
+        description="Rows buffered while the store is slow; beyond, rows are dropped and counted.",
+    )
+    control_poll_s: float = Field(
+        0.5, gt=0, le=10, description="How often ingress replicas refresh routes and report statistics."
+    )
+    metrics_export_port: int | None = Field(
+        None, description="Port of Ray's Prometheus metrics endpoint on a locally started Ray."
+    )
+
+
+class FaultInjection(BaseModel):
+    """Faults a model deployment injects into its own answers, for rollout drills and game days.
+
+    Off by default; ``deploy_flow`` accepts it for the challenger only, so a drill can prove that the
+    SLO gate rolls a slow or failing version back.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latency_ms: float = Field(0.0, ge=0, le=60_000, description="Added to every request.")
+    error_rate: float = Field(0.0, ge=0, le=1, description="Share of requests that fail.")

@@ -1,0 +1,300 @@
+"""Inference logging: every prediction appended to a lakeFS repository as batched Parquet commits.
+
+Off the request path: ``InferenceLogger.log`` only appends to a bounded in-memory buffer; a background
+thread writes a Parquet object and commits it when the buffer holds ``flush_rows`` rows or
+``flush_interval_s`` has passed, and ``close`` writes whatever is left (Ray Serve calls it on graceful
+replica shutdown). When the buffer is full (the store is down for long), new rows are dropped and
+counted, never silently: ``stats()["dropped"]`` and the ``lockgate_inference_log_dropped`` metric say
+how many. A failed write keeps its rows and is retried with back-off.
+
+Layout in the repository (``lockgate-inference`` by default), on ``main``::
+
+    logs/date=2026-11-27/<writer>-<sequence>.parquet
+
+one object per flush, one commit per flush (metadata: rows, writer, first/last time, versions), so
+monitoring reads what arrived between two commits with a lakeFS diff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from tasks.errors import NoChangesError
+
+logger = logging.getLogger(__name__)
+
+INFERENCE_REPOSITORY = "lockgate-inference"
+LOG_PREFIX = "logs/"
+# Columns every log row has, besides the request's feature columns.
+BASE_COLUMNS = (
+    "request_id",
+    "record_index",
+    "time",
+    "model_name",
+    "model_version",
+    "role",
+    "shadow",
+    "status",
+    "latency_ms",
+    "prediction",
+    "probability",
+)
+
+Sink = Callable[[pd.DataFrame], None]
+
+
+class LakeFSInferenceSink:
+    """Writes one batch of log rows as a Parquet object on a branch and commits it.
+
+    The repository is created on first use (not at construction), so a lakeFS that is down while the
+    server starts only delays logging.
+    """
+
+    def __init__(
+        self,
+        client_factory: Callable[[], Any],
+        *,
+        repository: str = INFERENCE_REPOSITORY,
+        branch: str = "main",
+        writer: str | None = None,
+    ) -> None:
+        self._client_factory = client_factory
+        self._client = None
+        self.repository = repository
+        self.branch = branch
+        self.writer = writer or uuid.uuid4().hex[:12]
+        self._sequence = 0
+        self._ready = False
+
+    def __call__(self, frame: pd.DataFrame) -> None:
+        from tasks.versioning import (
+            commit_changes,
+            default_storage_namespace,
+            ensure_repository,
+            write_dataframe,
+        )
+
+        if self._client is None:
+            self._client = self._client_factory()
+        client = self._client
+        if not self._ready:
+            namespace = default_storage_namespace(self.repository, client=client)
+            if namespace is None:
+                raise RuntimeError(
+                    f"the lakeFS server suggests no storage namespace for {self.repository!r}: create the "
+                    "repository yourself"
+                )
+            ensure_repository(self.repository, storage_namespace=namespace, client=client)
+            self._ready = True
+        self._sequence += 1
+        first, last = frame["time"].min(), frame["time"].max()
+        path = f"{LOG_PREFIX}date={first:%Y-%m-%d}/{self.writer}-{self._sequence:08d}.parquet"
+        write_dataframe(frame, repository=self.repository, branch=self.branch, path=path, client=client)
+        versions = sorted(set(frame["model_version"].astype(str)))
+        # NoChangesError: another writer's commit on the same branch took our staged object with it.
+        with contextlib.suppress(NoChangesError):
+            commit_changes(
+                self.repository,
+                self.branch,
+                message=f"inference log: {len(frame)} row(s) from {self.writer}",
+                metadata={
+                    "lockgate.kind": "inference-log",
+                    "lockgate.rows": str(len(frame)),
+                    "lockgate.writer": self.writer,
+                    "lockgate.path": path,
+                    "lockgate.first_time": first.isoformat(),
+                    "lockgate.last_time": last.isoformat(),
+                    "lockgate.model_versions": ",".join(versions),
+                },
+                client=client,
+            )
+
+
+class InferenceLogger:
+    """A bounded buffer of log rows, flushed by a background thread by size or time.
+
+    Args:
+        sink: Writes one batch (a DataFrame); raises on failure (the batch is then retried).
+        flush_rows: Write as soon as this many rows are buffered.
+        flush_interval_s: Write at least this often while rows are buffered.
+        capacity_rows: Most rows held; beyond it, new rows are dropped and counted.
+        on_drop: Called with the number of rows dropped (e.g. to bump a metric).
+        retry_backoff_s: First wait after a failed write (doubles up to 30 s).
+    """
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        flush_rows: int = 5_000,
+        flush_interval_s: float = 5.0,
+        capacity_rows: int = 200_000,
+        on_drop: Callable[[int], None] | None = None,
+        retry_backoff_s: float = 0.5,
+    ) -> None:
+        if flush_rows < 1 or capacity_rows < flush_rows or flush_interval_s <= 0:
+            raise ValueError("need flush_rows >= 1, capacity_rows >= flush_rows and flush_interval_s > 0")
+        self._sink = sink
+        self._flush_rows = flush_rows
+        self._flush_interval_s = flush_interval_s
+        self._capacity = capacity_rows
+        self._on_drop = on_drop
+        self._retry_backoff_s = retry_backoff_s
+        self._rows: list[dict[str, Any]] = []
+        self._lock = threading.Condition()
+        self._closing = False
+        self._counts = {"logged": 0, "written": 0, "dropped": 0, "write_failures": 0, "batches": 0}
+        self._last_error: str | None = None
+        self._close_deadline = float("inf")
+        self._thread = threading.Thread(target=self._run, name="lockgate-inference-log", daemon=True)
+        self._thread.start()
+
+    def log(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Buffer ``rows`` (never blocks on I/O); returns how many were dropped for lack of room."""
+        rows = [dict(row) for row in rows]
+        with self._lock:
+            if self._closing:
+                dropped = len(rows)
+            else:
+                room = self._capacity - len(self._rows)
+                accepted = rows[: max(room, 0)]
+                dropped = len(rows) - len(accepted)
+                self._rows.extend(accepted)
+                self._counts["logged"] += len(accepted)
+                if len(self._rows) >= self._flush_rows:
+                    self._lock.notify()
+            self._counts["dropped"] += dropped
+        if dropped:
+            logger.warning("inference log buffer full: dropped %d row(s)", dropped)
+            if self._on_drop is not None:
+                self._on_drop(dropped)
+        return dropped
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {**self._counts, "pending": len(self._rows), "last_error": self._last_error}
+
+    def close(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        """Write everything still buffered (retrying until ``timeout_s``), stop the thread, return stats."""
+        with self._lock:
+            self._closing = True
+            self._close_deadline = time.monotonic() + timeout_s
+            self._lock.notify()
+        self._thread.join(timeout_s + 5)
+        return self.stats()
+
+    # -- background thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = self._retry_backoff_s
+        while True:
+            with self._lock:
+                deadline = time.monotonic() + self._flush_interval_s
+                while not self._closing and len(self._rows) < self._flush_rows:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._lock.wait(remaining)
+                batch, self._rows = self._rows[: self._flush_rows], self._rows[self._flush_rows :]
+                closing = self._closing
+                if not batch and closing:
+                    return
+            if not batch:
+                continue
+            try:
+                self._sink(_frame(batch))
+            except Exception as error:  # the store is down or refused: keep the rows, retry later
+                with self._lock:
+                    self._rows[:0] = batch
+                    self._counts["write_failures"] += 1
+                    self._last_error = f"{type(error).__name__}: {error}"
+                    give_up = closing and time.monotonic() >= self._close_deadline
+                logger.warning("inference log write failed (%s); retrying in %.1f s", error, backoff)
+                if give_up:
+                    self._give_up()
+                    return
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = self._retry_backoff_s
+            with self._lock:
+                self._counts["written"] += len(batch)
+                self._counts["batches"] += 1
+
+    def _give_up(self) -> None:
+        with self._lock:
+            lost = len(self._rows)
+            self._rows = []
+            self._counts["dropped"] += lost
+        logger.error("inference log closed with %d unwritten row(s): %s", lost, self._last_error)
+        if lost and self._on_drop is not None:
+            self._on_drop(lost)
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(rows)
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return frame
+
+
+def log_rows(
+    *,
+    request_id: str,
+    records: list[Mapping[str, Any]],
+    model_name: str,
+    model_version: str,
+    role: str,
+    shadow: bool,
+    latency_ms: float,
+    probabilities: list[float] | None,
+    threshold: float = 0.5,
+    status: str = "ok",
+    at: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """One log row per record of a request: features, prediction, version, latency, time, request ID."""
+    at = at or datetime.now(UTC)
+    rows = []
+    for index, record in enumerate(records):
+        probability = None if probabilities is None else float(probabilities[index])
+        rows.append(
+            {
+                "request_id": request_id,
+                "record_index": index,
+                "time": at,
+                "model_name": model_name,
+                "model_version": model_version,
+                "role": role,
+                "shadow": shadow,
+                "status": status,
+                "latency_ms": float(latency_ms),
+                "prediction": None if probability is None else int(probability >= threshold),
+                "probability": probability,
+                **record,
+            }
+        )
+    return rows
+
+
+def read_inference_log(client, *, repository: str = INFERENCE_REPOSITORY, ref: str = "main") -> pd.DataFrame:
+    """Every logged row at ``ref`` (an empty frame when nothing was logged yet)."""
+    import io
+
+    import lakefs
+
+    reference = lakefs.Reference(repository, ref, client=client)
+    frames = []
+    for item in reference.objects(prefix=LOG_PREFIX):
+        if item.path.endswith(".parquet"):
+            frames.append(pd.read_parquet(io.BytesIO(reference.object(item.path).reader(mode="rb").read())))
+    if not frames:
+        return pd.DataFrame(columns=list(BASE_COLUMNS))
+    return pd.concat(frames, ignore_index=True)

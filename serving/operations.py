@@ -1,0 +1,274 @@
+"""Driver-side operations on the serving app: start it, add and retire versions, move traffic.
+
+These run where a person or a flow drives the rollout (the CLI, ``deploy_flow``), connected to the Ray
+cluster named by ``ServingSettings.ray_address``; the replicas themselves live in ``serving.app``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from infra.settings import LakeFSSettings
+from serving.config import FaultInjection, ServingSettings
+from serving.control import control_actor, existing_control_actor
+from serving.routing import Route, RoutingTable
+from tasks.errors import LockgateError
+
+logger = logging.getLogger(__name__)
+
+
+class ServingError(LockgateError):
+    """The serving app is not running, or a version could not be deployed or reached."""
+
+
+@dataclass(frozen=True)
+class ServingHandle:
+    """A running serving app: where it answers and what it is called."""
+
+    url: str
+    app_name: str
+
+
+def connect_ray(settings: ServingSettings) -> None:
+    """Join the configured Ray cluster, or start a local one (once per process)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    options: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": os.environ.get("LOCKGATE_RAY_LOG_TO_DRIVER", "0") == "1",
+    }
+    if settings.ray_address:
+        try:
+            ray.init(address=settings.ray_address, namespace="lockgate", **options)
+        except ConnectionError as error:
+            raise ServingError(
+                f"no Ray cluster at {settings.ray_address!r} ({error}): start one with `lockgate serve` "
+                "or `ray start --head`, or unset LOCKGATE_SERVING_RAY_ADDRESS to start a local Ray"
+            ) from error
+        return
+    if settings.metrics_export_port:
+        options["_metrics_export_port"] = settings.metrics_export_port
+    # Logical CPUs: replicas reserve fractions; real parallelism is whatever the machine has.
+    ray.init(num_cpus=max(8, os.cpu_count() or 1), namespace="lockgate", **options)
+
+
+def start_serving(
+    settings: ServingSettings,
+    *,
+    lakefs: LakeFSSettings | None = None,
+    ready_timeout_s: float = 120.0,
+) -> ServingHandle:
+    """Start Serve, the champion's model app and the ingress; return once the ingress answers.
+
+    The champion is looked up in the registry once, to name its app by version (``v3``); when the
+    registry is unreachable the app is named by the ref (``champion``) and loads when it can: ``/health``
+    says not ready meanwhile, and nothing restarts in a loop.
+    """
+    from ray import serve
+
+    from serving.app import ingress_app, model_app, model_app_name
+
+    connect_ray(settings)
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    ref = _resolve_ref(settings, settings.initial_ref, lakefs)
+    champion = Route(
+        app=model_app_name(settings.app_name, settings.model_name, ref),
+        model_name=settings.model_name,
+        version=ref,
+        role="champion",
+        weight=1.0,
+    )
+    serve.run(model_app(settings, ref, lakefs=lakefs), name=champion.app, route_prefix=None, blocking=False)
+    _reset_control(settings.app_name, [champion])
+    serve.run(
+        ingress_app(settings, [champion], lakefs=lakefs),
+        name=settings.app_name,
+        route_prefix="/",
+        blocking=False,
+    )
+    _wait_app_running(settings.app_name, ready_timeout_s)
+    return ServingHandle(url=serving_url(settings), app_name=settings.app_name)
+
+
+def serving_url(settings: ServingSettings) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+def stop_serving(settings: ServingSettings) -> None:
+    """Delete the ingress first (its replicas flush their inference logs), then every model app."""
+    from ray import serve
+
+    apps = list(serve.status().applications)
+    if settings.app_name in apps:
+        serve.delete(settings.app_name)
+    for name in apps:
+        if name.startswith(f"{settings.app_name}-"):
+            serve.delete(name)
+    _kill_control(settings.app_name)
+
+
+def _reset_control(app_name: str, routes: list[Route]) -> None:
+    """Create the control actor, or hand one left by an earlier run of the app fresh routes."""
+    import ray
+    from ray.exceptions import RayActorError
+
+    for attempt in range(20):
+        actor = control_actor(app_name, RoutingTable(tuple(routes)).to_dict())
+        try:
+            ray.get(
+                actor.set_routes.remote([r.to_dict() for r in routes], reason="serving started"), timeout=30
+            )
+            return
+        except RayActorError:  # an actor being killed still held the name
+            time.sleep(0.1 * (attempt + 1))
+    raise ServingError(f"could not create the rollout control actor of {app_name!r}")
+
+
+def _kill_control(app_name: str) -> None:
+    import ray
+
+    with contextlib.suppress(ValueError):
+        ray.kill(existing_control_actor(app_name))
+
+
+def _resolve_ref(settings: ServingSettings, ref: str, lakefs: LakeFSSettings | None) -> str:
+    from infra.clients import make_lakefs_client
+    from tasks.errors import ModelNotFoundError
+    from tasks.registry import show_model
+
+    try:
+        return show_model(
+            settings.model_name, ref, client=make_lakefs_client(lakefs or LakeFSSettings())
+        ).version
+    except ModelNotFoundError:
+        raise
+    except Exception as error:  # registry unreachable: the model app keeps trying on its own
+        logger.warning("registry unreachable (%s): serving %s by ref, it loads when it can", error, ref)
+        return ref
+
+
+def _wait_app_running(app_name: str, timeout_s: float) -> None:
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = serve.status().applications.get(app_name)
+        if status is not None and status.status == "RUNNING":
+            return
+        if status is not None and status.status in ("DEPLOY_FAILED", "UNHEALTHY"):
+            raise ServingError(f"Serve application {app_name!r} failed: {status.message}")
+        if time.monotonic() > deadline:
+            state = "absent" if status is None else f"{status.status}: {status.message}"
+            raise ServingError(f"Serve application {app_name!r} not running after {timeout_s:g} s ({state})")
+        time.sleep(0.2)
+
+
+def deploy_version(
+    settings: ServingSettings,
+    version: str,
+    *,
+    lakefs: LakeFSSettings | None = None,
+    faults: FaultInjection | None = None,
+    timeout_s: float = 120.0,
+) -> Route:
+    """Start the model app of ``version`` (no traffic yet) and wait until it has verified its weights.
+
+    Raises:
+        ServingError: the app failed to start, or its model did not load (unknown version, tampered
+            weights: the reason is in the message); the app is removed again, live versions untouched.
+    """
+    from ray import serve
+
+    from serving.app import MODEL_DEPLOYMENT, model_app, model_app_name
+
+    app = model_app_name(settings.app_name, settings.model_name, version)
+    serve.run(
+        model_app(settings, version, lakefs=lakefs, faults=faults),
+        name=app,
+        route_prefix=None,
+        blocking=False,
+    )
+    try:
+        _wait_app_running(app, timeout_s)
+        handle = serve.get_deployment_handle(MODEL_DEPLOYMENT, app_name=app)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = handle.status.remote().result(timeout_s=30)
+            if status["state"] == "ready":
+                break
+            if status["state"] == "failed" or time.monotonic() > deadline:
+                raise ServingError(f"{settings.model_name} {version} did not load: {status['reason']}")
+            time.sleep(0.2)
+    except BaseException:
+        serve.delete(app)
+        raise
+    return Route(app=app, model_name=settings.model_name, version=version, role="challenger")
+
+
+def retire(app: str) -> None:
+    """Remove a model version's app (its replicas finish the requests they hold)."""
+    from ray import serve
+
+    serve.delete(app, _blocking=False)
+
+
+class TrafficController:
+    """Moves traffic through the app's control actor (the ingress replicas follow within a poll)."""
+
+    def __init__(self, settings: ServingSettings) -> None:
+        import ray
+
+        connect_ray(settings)
+        try:
+            self.actor = existing_control_actor(settings.app_name)
+        except ValueError as error:
+            raise ServingError(
+                f"serving app {settings.app_name!r} is not running on this Ray cluster: start it with "
+                "`lockgate serve`"
+            ) from error
+        self._ray = ray
+        self.poll_s = settings.control_poll_s
+
+    def table(self) -> RoutingTable:
+        return RoutingTable.from_dict(self._ray.get(self.actor.routing.remote(), timeout=30))
+
+    def set_routes(
+        self,
+        routes: list[Route],
+        *,
+        reason: str,
+        lease_s: float | None = None,
+        fallback: list[Route] | None = None,
+    ) -> int:
+        return self._ray.get(
+            self.actor.set_routes.remote(
+                [r.to_dict() for r in routes],
+                reason=reason,
+                lease_s=lease_s,
+                fallback=None if fallback is None else [r.to_dict() for r in fallback],
+            ),
+            timeout=30,
+        )
+
+    def renew(self, lease_s: float) -> bool:
+        return self._ray.get(self.actor.renew.remote(lease_s), timeout=30)
+
+    def window(self, epoch: int) -> dict[str, dict]:
+        return self._ray.get(self.actor.window.remote(epoch), timeout=30)
+
+    def status(self) -> dict[str, Any]:
+        return self._ray.get(self.actor.status.remote(), timeout=30)
+
+
+def ensure_control(settings: ServingSettings, routes: list[Route]):
+    """Create the control actor with ``routes`` when it is missing (used by tests and the CLI)."""
+    table = RoutingTable(tuple(routes))
+    return control_actor(settings.app_name, table.to_dict())

@@ -1,0 +1,195 @@
+"""Live-traffic statistics per model version, and the SLO gate a rollout step must pass.
+
+Every ingress replica counts requests, errors, latencies (a log-bucketed histogram) and predicted
+probabilities (a fixed 20-bin histogram) per version; the counts merge by addition, so the rollout
+control actor can sum what all replicas saw in a window. The gate compares the challenger with its own
+thresholds (p99 latency, error rate) and with the champion (population stability index of the
+predicted probabilities).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Latency bucket upper bounds in ms: 0.1 ms .. ~100 s, 12 buckets per decade (about 21 % apart).
+LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(0.1 * 10 ** (i / 12) for i in range(73))
+PROBABILITY_BINS = 20
+_PSI_FLOOR = 1e-4  # empty bins get this share, so PSI stays finite
+
+
+@dataclass
+class VersionStats:
+    """Counts of one version over one window; ``merge`` adds another replica's counts."""
+
+    requests: int = 0
+    errors: int = 0
+    records: int = 0
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_MS) + 1))
+    probability_counts: list[int] = field(default_factory=lambda: [0] * PROBABILITY_BINS)
+
+    def observe(self, latency_ms: float, *, error: bool = False, probabilities=()) -> None:
+        self.requests += 1
+        self.errors += int(error)
+        self.latency_counts[bisect.bisect_left(LATENCY_BOUNDS_MS, latency_ms)] += 1
+        for probability in probabilities:
+            self.records += 1
+            index = min(int(probability * PROBABILITY_BINS), PROBABILITY_BINS - 1)
+            self.probability_counts[max(index, 0)] += 1
+
+    def merge(self, other: VersionStats) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.records += other.records
+        self.latency_counts = [a + b for a, b in zip(self.latency_counts, other.latency_counts, strict=True)]
+        self.probability_counts = [
+            a + b for a, b in zip(self.probability_counts, other.probability_counts, strict=True)
+        ]
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def latency_quantile(self, q: float) -> float | None:
+        """The ``q`` quantile of latency in ms (upper bound of its bucket: never optimistic)."""
+        total = sum(self.latency_counts)
+        if not total:
+            return None
+        rank = math.ceil(q * total)
+        running = 0
+        for index, count in enumerate(self.latency_counts):
+            running += count
+            if running >= rank:
+                return LATENCY_BOUNDS_MS[index] if index < len(LATENCY_BOUNDS_MS) else math.inf
+        return math.inf
+
+    def to_dict(self) -> dict:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "records": self.records,
+            "latency_counts": list(self.latency_counts),
+            "probability_counts": list(self.probability_counts),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> VersionStats:
+        return cls(
+            requests=data["requests"],
+            errors=data["errors"],
+            records=data["records"],
+            latency_counts=list(data["latency_counts"]),
+            probability_counts=list(data["probability_counts"]),
+        )
+
+    def summary(self) -> dict:
+        """Figures for people: counts, error rate, p50/p99 latency, mean predicted probability."""
+        mean = None
+        if self.records:
+            mean = (
+                sum(
+                    (index + 0.5) / PROBABILITY_BINS * count
+                    for index, count in enumerate(self.probability_counts)
+                )
+                / self.records
+            )
+        return {
+            "requests": self.requests,
+            "records": self.records,
+            "errors": self.errors,
+            "error_rate": round(self.error_rate, 6),
+            "p50_ms": _rounded(self.latency_quantile(0.50)),
+            "p99_ms": _rounded(self.latency_quantile(0.99)),
+            "mean_probability": None if mean is None else round(mean, 4),
+        }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None or math.isinf(value) else round(value, 3)
+
+
+def population_stability_index(expected: list[int], actual: list[int]) -> float:
+    """PSI of two histograms over the same bins (0: same shape; > 0.25 is usually read as a big shift)."""
+    total_expected, total_actual = sum(expected), sum(actual)
+    if not total_expected or not total_actual:
+        raise ValueError("PSI needs two non-empty histograms")
+    psi = 0.0
+    for e, a in zip(expected, actual, strict=True):
+        p = max(e / total_expected, _PSI_FLOOR)
+        q = max(a / total_actual, _PSI_FLOOR)
+        psi += (q - p) * math.log(q / p)
+    return psi
+
+
+class SLOThresholds(BaseModel):
+    """What a challenger must meet on live traffic before it gets more of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    p99_latency_ms: float = Field(250.0, gt=0, description="Highest acceptable p99 request latency (ms).")
+    max_error_rate: float = Field(
+        0.01, ge=0, le=1, description="Highest acceptable share of failed requests."
+    )
+    max_prediction_psi: float = Field(
+        0.25,
+        gt=0,
+        description="Highest acceptable population stability index of the challenger's predicted "
+        "probabilities against the champion's in the same window.",
+    )
+    min_requests: int = Field(
+        30, ge=1, description="Requests the challenger must have answered (or shadowed) to be judged."
+    )
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """The outcome of one SLO gate: passed or not, why, and the figures it was based on."""
+
+    passed: bool
+    reasons: tuple[str, ...]
+    challenger: dict
+    champion: dict | None
+    prediction_psi: float | None
+
+    def explain(self) -> str:
+        return "; ".join(self.reasons) if self.reasons else "all SLOs met"
+
+
+def judge(challenger: VersionStats, champion: VersionStats | None, slo: SLOThresholds) -> GateVerdict:
+    """Check a window's challenger statistics against ``slo`` (and against the champion's predictions).
+
+    ``champion`` may be ``None`` (nothing to compare with, e.g. at 100 %); the prediction check is then
+    skipped. Too little traffic fails the gate: a rollout never advances on evidence it does not have.
+    """
+    reasons = []
+    if challenger.requests < slo.min_requests:
+        reasons.append(
+            f"insufficient traffic: {challenger.requests} request(s) reached the challenger, "
+            f"{slo.min_requests} needed"
+        )
+    p99 = challenger.latency_quantile(0.99)
+    if p99 is not None and p99 > slo.p99_latency_ms:
+        reasons.append(f"p99 latency {p99:.1f} ms > {slo.p99_latency_ms:g} ms")
+    if challenger.requests and challenger.error_rate > slo.max_error_rate:
+        reasons.append(
+            f"error rate {challenger.error_rate:.2%} > {slo.max_error_rate:.2%} "
+            f"({challenger.errors} of {challenger.requests})"
+        )
+    psi = None
+    if champion is not None and champion.records and challenger.records:
+        psi = population_stability_index(champion.probability_counts, challenger.probability_counts)
+        if psi > slo.max_prediction_psi:
+            reasons.append(
+                f"prediction distribution moved: PSI {psi:.3f} > {slo.max_prediction_psi:g} "
+                "against the champion"
+            )
+    return GateVerdict(
+        passed=not reasons,
+        reasons=tuple(reasons),
+        challenger=challenger.summary(),
+        champion=None if champion is None else champion.summary(),
+        prediction_psi=None if psi is None else round(psi, 4),
+    )
