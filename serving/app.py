@@ -67,7 +67,6 @@ def _error(status: int, message: str, request_id: str) -> JSONResponse:
     return JSONResponse(
         status_code=status,
         content={"request_id": request_id, "detail": message},
-        headers={"x-request-id": request_id},
     )
 
 
@@ -377,7 +376,6 @@ class Ingress:
                     for p in probabilities
                 ],
             },
-            headers={"x-request-id": request_id},
         )
 
     async def _shadow(self, route: Route, records: list[dict], request_id: str, epoch: int) -> None:
@@ -442,7 +440,6 @@ class Ingress:
             return [], JSONResponse(
                 status_code=422,
                 content={"request_id": request_id, "detail": _field_errors(error)},
-                headers={"x-request-id": request_id},
             )
         return records, None
 

@@ -21,6 +21,9 @@ class ServingSettings(BaseSettings):
     app_name: str = Field(
         "lockgate", pattern=r"^[a-z][a-z0-9-]{0,30}$", description="Serve application name of the ingress."
     )
+    route_prefix: str = Field(
+        "/", pattern=r"^/[A-Za-z0-9/_-]*$", description="HTTP route of the ingress on the Serve proxy."
+    )
     dataset: str = Field("loans", description="Dataset whose inference contract requests must meet.")
     model_name: str = Field("loans-mlp", description="Registered model the app serves.")
     initial_ref: str = Field("champion", description="Version or alias served when the app starts.")

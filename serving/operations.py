@@ -90,7 +90,7 @@ def start_serving(
     serve.run(
         ingress_app(settings, [champion], lakefs=lakefs),
         name=settings.app_name,
-        route_prefix="/",
+        route_prefix=settings.route_prefix,
         blocking=False,
     )
     _wait_app_running(settings.app_name, ready_timeout_s)
@@ -99,7 +99,7 @@ def start_serving(
 
 def serving_url(settings: ServingSettings) -> str:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    return f"http://{host}:{settings.port}"
+    return f"http://{host}:{settings.port}{settings.route_prefix.rstrip('/')}"
 
 
 def stop_serving(settings: ServingSettings) -> None:
