@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from serving_support import register_loans_model
 
 from infra.lakefs_server.launcher import free_port
 from infra.settings import LakeFSSettings
-from serving_support import register_loans_model
 from tasks.registry import set_alias
 
 

@@ -9,11 +9,11 @@ import urllib.request
 import httpx
 import numpy as np
 import pytest
+from serving_support import loan_records, loans_network, register_loans_model
 
 from serving.operations import TrafficController, deploy_version, retire
 from serving.predictor import Predictor
 from serving.routing import split
-from serving_support import loan_records, loans_network, register_loans_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -33,7 +33,9 @@ def challenger(serving):
     traffic = TrafficController(serving.settings)
     champion = next(r for r in traffic.table().routes if r.role == "champion")
     yield traffic, champion, route
-    epoch = traffic.set_routes([split(champion, None, challenger_weight=0, shadow=False)[0]], reason="test done")
+    epoch = traffic.set_routes(
+        [split(champion, None, challenger_weight=0, shadow=False)[0]], reason="test done"
+    )
     wait_for_epoch(serving.url, epoch)
     retire(route.app)
 
@@ -100,7 +102,9 @@ def test_contract_violations_get_422_with_per_field_errors(serving):
         assert response.status_code == 422, (literal, response.text)
         assert response.json()["detail"][0]["field"] == "salary"
 
-    several = httpx.post(f"{serving.url}/predict", json=[{**good, "age": -1, "salary": None}]).json()["detail"]
+    several = httpx.post(f"{serving.url}/predict", json=[{**good, "age": -1, "salary": None}]).json()[
+        "detail"
+    ]
     assert {error["field"] for error in several} == {"age", "salary"}
 
 
@@ -163,8 +167,12 @@ def test_weighted_split_follows_weights_and_keys_are_sticky(serving, challenger)
         assert pinned["model_version"] == route.version
 
     # Weights change at run time, without a restart.
-    wait_for_epoch(serving.url, traffic.set_routes(split(champion, route, challenger_weight=1.0, shadow=False),
-                                                   reason="all to challenger"))
+    wait_for_epoch(
+        serving.url,
+        traffic.set_routes(
+            split(champion, route, challenger_weight=1.0, shadow=False), reason="all to challenger"
+        ),
+    )
     assert {httpx.post(f"{serving.url}/predict", json=record).json()["model_version"] for _ in range(20)} == {
         route.version
     }

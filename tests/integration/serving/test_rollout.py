@@ -1,0 +1,232 @@
+"""deploy_flow through a real Prefect server against the serving app on local Ray."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+from prefect_support import read_artifacts, read_events
+from serving_support import loan_records, register_loans_model
+
+from flows.deploy import DeployParameters, RolloutError, RolloutStep, deploy_flow
+from serving.config import FaultInjection
+from serving.operations import TrafficController
+from serving.stats import SLOThresholds
+from serving.traffic import TrafficGenerator
+from tasks.errors import ModelNotFoundError
+from tasks.registry import get_alias
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FAST_SLO = SLOThresholds(p99_latency_ms=2_000, max_error_rate=0.01, max_prediction_psi=0.25, min_requests=15)
+
+
+def plan(*steps: str, hold_s: float = 2.0) -> list[RolloutStep]:
+    return [
+        RolloutStep(traffic=0, shadow=True, hold_s=hold_s)
+        if step == "shadow"
+        else RolloutStep(traffic=float(step) / 100, hold_s=hold_s)
+        for step in steps
+    ]
+
+
+def live_routes(serving) -> list[tuple[str, str, float]]:
+    table = TrafficController(serving.settings).table()
+    return sorted((r.version, r.role, r.weight) for r in table.routes)
+
+
+def serve_apps(serving) -> set[str]:
+    from ray import serve
+
+    return {name for name in serve.status().applications if name.startswith(f"{serving.settings.app_name}-")}
+
+
+def assert_apps_become(serving, expected: set[str], timeout_s: float = 30.0) -> None:
+    """Retired apps are deleted in the background: wait until exactly ``expected`` remain."""
+    deadline = time.monotonic() + timeout_s
+    while serve_apps(serving) != expected:
+        assert time.monotonic() < deadline, (serve_apps(serving), expected)
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def live_traffic(serving):
+    with TrafficGenerator(serving.url, loan_records(200, seed=9), concurrency=3, rate_per_s=60) as generator:
+        yield generator
+
+
+def champion_version(serving) -> str:
+    return get_alias(serving.model_name, "champion", client=serving.client).version
+
+
+def test_a_healthy_challenger_is_promoted_step_by_step(serving, prefect_server, live_traffic):
+    before = champion_version(serving)
+    # Same seed as the champion: same predictions, so the distribution check passes for the right reason.
+    candidate = register_loans_model(
+        serving.client, seed=serving.champion_seed, model_name=serving.model_name
+    )
+    state = deploy_flow(
+        DeployParameters(
+            model_name=serving.model_name,
+            version=candidate.version,
+            plan=plan("shadow", "25", "100"),
+            slo=FAST_SLO,
+        ),
+        return_state=True,
+    )
+    result = state.result()
+    flow_run_id = str(state.state_details.flow_run_id)
+    assert result["outcome"] == "promoted" and result["previous_champion"] == before
+    assert [step["step"] for step in result["steps"]] == ["shadow", "25%", "100%"]
+    assert all(step["passed"] and step["challenger_requests"] >= 15 for step in result["steps"])
+    assert result["steps"][0]["prediction_psi"] == 0.0
+    assert champion_version(serving) == candidate.version
+    assert live_routes(serving) == [(candidate.version, "champion", 1.0)]
+    assert_apps_become(serving, {f"{serving.settings.app_name}-{serving.model_name}-{candidate.version}"})
+
+    (event,) = read_events("lockgate.model.promoted", flow_run_id=flow_run_id)
+    assert event.resource.get("lockgate.version") == candidate.version
+    assert event.payload["previous_champion"] == before
+    keys = {artifact.key for artifact in read_artifacts(flow_run_id)}
+    assert {f"deploy-{serving.model_name}-rollout", f"deploy-{serving.model_name}-evaluation"} <= keys
+    answered = {
+        httpx.post(f"{serving.url}/predict", json=loan_records(1)).json()["model_version"] for _ in range(10)
+    }
+    assert answered == {candidate.version}
+    assert live_traffic.report.failed == 0, live_traffic.report.failures[:5]
+
+
+@pytest.mark.parametrize(
+    ("fault", "seed_offset", "bias", "breach"),
+    [
+        (FaultInjection(latency_ms=400), 0, None, "p99 latency"),
+        (FaultInjection(error_rate=0.5), 0, None, "error rate"),
+        (None, 0, 6.0, "prediction distribution moved"),
+    ],
+    ids=["latency", "errors", "predictions"],
+)
+def test_a_breaching_challenger_is_rolled_back(
+    serving, prefect_server, live_traffic, fault, seed_offset, bias, breach
+):
+    champion = champion_version(serving)
+    routes_before = live_routes(serving)
+    apps_before = serve_apps(serving)
+    candidate = register_loans_model(
+        serving.client, seed=serving.champion_seed + seed_offset, bias=bias, model_name=serving.model_name
+    )
+    slo = FAST_SLO.model_copy(update={"p99_latency_ms": 250.0})
+    state = deploy_flow(
+        DeployParameters(
+            model_name=serving.model_name,
+            version=candidate.version,
+            plan=plan("shadow", "50", "100"),
+            slo=slo,
+            faults=fault,
+        ),
+        return_state=True,
+    )
+    assert state.is_failed()
+    with pytest.raises(RolloutError, match=breach):
+        state.result()
+    assert champion_version(serving) == champion
+    assert live_routes(serving) == routes_before
+    assert_apps_become(serving, apps_before)
+    (event,) = read_events("lockgate.model.rolled_back", flow_run_id=str(state.state_details.flow_run_id))
+    assert event.resource.get("lockgate.version") == candidate.version
+    assert breach in event.payload["reason"] and event.payload["step"] == "shadow"
+    # The gate stopped it in shadow mode: no client ever saw the faulty version's answers.
+    assert live_traffic.report.failed == 0, live_traffic.report.failures[:5]
+    assert candidate.version not in live_traffic.report.versions
+
+
+def test_unknown_version_and_tampered_weights_change_nothing(serving, prefect_server):
+    import lakefs
+    import lakefs_sdk
+    import safetensors.torch
+    from serving_support import loans_network
+
+    routes_before, apps_before = live_routes(serving), serve_apps(serving)
+    with pytest.raises(ModelNotFoundError, match="v999"):
+        deploy_flow(DeployParameters(model_name=serving.model_name, version="v999", plan=plan("100")))
+
+    candidate = register_loans_model(
+        serving.client, seed=serving.champion_seed, model_name=serving.model_name
+    )
+    tag = f"{serving.model_name}-{candidate.version}"
+    branch = lakefs.Branch(
+        "lockgate-models", f"tamper-{candidate.version}-{serving.model_name}", client=serving.client
+    ).create(tag)
+    path = f"models/{serving.model_name}/{candidate.version}/model.safetensors"
+    branch.object(path).upload(safetensors.torch.save(loans_network(seed=77)[0].state_dict()))
+    commit = branch.commit("tamper")
+    serving.client.sdk_client.tags_api.create_tag(
+        "lockgate-models", lakefs_sdk.TagCreation(id=tag, ref=commit.get_commit().id, force=True)
+    )
+    with pytest.raises(RolloutError, match="SHA-256"):
+        deploy_flow(
+            DeployParameters(model_name=serving.model_name, version=candidate.version, plan=plan("100"))
+        )
+    assert live_routes(serving) == routes_before
+    assert_apps_become(serving, apps_before)
+    assert httpx.get(f"{serving.url}/health").status_code == 200
+
+
+def _paused_run_id(flow_name: str, timeout_s: float = 60.0):
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStateName
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(state={"name": FlowRunFilterStateName(any_=["Paused"])})
+            )
+            if runs:
+                return runs[0].id
+            time.sleep(0.5)
+    raise AssertionError("no paused flow run appeared")
+
+
+@pytest.mark.parametrize("approve", [False, True], ids=["rejected", "approved"])
+def test_high_risk_models_wait_for_approval_in_the_ui(serving, prefect_server, live_traffic, approve):
+    from prefect.flow_runs import resume_flow_run
+
+    champion = champion_version(serving)
+    candidate = register_loans_model(
+        serving.client, seed=serving.champion_seed, risk_level="high", model_name=serving.model_name
+    )
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = deploy_flow(
+                DeployParameters(
+                    model_name=serving.model_name,
+                    version=candidate.version,
+                    plan=plan("100"),
+                    slo=FAST_SLO,
+                    approval_poll_s=1,
+                )
+            )
+        except BaseException as error:  # handed to the test thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    flow_run_id = _paused_run_id("deploy")
+    # While paused, nothing moved.
+    assert champion_version(serving) == champion
+    resume_flow_run(
+        flow_run_id, run_input={"approve": approve, "reviewer": "ana", "reason": "checked slices"}
+    )
+    thread.join(120)
+    assert not thread.is_alive()
+    if approve:
+        assert outcome["result"]["outcome"] == "promoted"
+        assert champion_version(serving) == candidate.version
+    else:
+        assert isinstance(outcome.get("error"), RolloutError)
+        assert "rejected by ana: checked slices" in str(outcome["error"])
+        assert champion_version(serving) == champion
