@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -235,6 +237,14 @@ def run_demo(
             help="After the gate, train a model on main with DDP on a local Dask cluster and register it.",
         ),
     ] = True,
+    serve_model: Annotated[
+        bool,
+        typer.Option(
+            "--serve/--no-serve",
+            help="After training, serve the model on a local Ray Serve, send it live traffic, and roll a new "
+            "challenger out step by step when a champion already exists.",
+        ),
+    ] = True,
 ) -> None:
     """Show versioned data end to end: branch, write Parquet, commit, diff, merge, read back.
 
@@ -248,7 +258,9 @@ def run_demo(
         if gate:
             _run_gate_demo()
             if train_model:
-                _run_training_demo(client)
+                trained = _run_training_demo(client)
+                if serve_model:
+                    _run_serving_demo(client, trained)
         if server is not None and keep_running:
             _wait_for_interrupt(server)
     if not result.verified:
@@ -340,7 +352,7 @@ def _run_gate_demo() -> None:
             console.print(Panel(outcome.message, title=f"Why the {outcome.label} was rejected", style="red"))
 
 
-def _run_training_demo(client: lakefs.Client) -> None:
+def _run_training_demo(client: lakefs.Client) -> str:
     """Train on the contract-checked loans data with 2 DDP ranks, register, and show the lineage."""
     from flows.train import TrainParameters, train_flow
     from tasks.training import TrainingConfig
@@ -355,6 +367,90 @@ def _run_training_demo(client: lakefs.Client) -> None:
         f"{result['metrics']['roc_auc']:.3f}, {result['epochs']} epoch(s)"
     )
     _print_lineage(client, "loans-mlp", result["version"])
+    return result["version"]
+
+
+def _run_serving_demo(client: lakefs.Client, trained: str) -> None:
+    """Serve the champion on a local Ray Serve, roll the trained challenger out under live traffic."""
+    from flows.deploy import DeployParameters, RolloutStep, deploy_flow
+    from infra.lakefs_server.launcher import free_port
+    from infra.settings import LakeFSSettings
+    from serving.config import ServingSettings
+    from serving.inference_log import read_inference_log
+    from serving.operations import start_serving, stop_serving
+    from serving.stats import SLOThresholds
+    from serving.traffic import TrafficGenerator
+    from tasks.errors import LockgateError, ModelNotFoundError
+    from tasks.generate import GeneratorConfig, generate_frame
+    from tasks.registry import get_alias, set_alias
+
+    console.rule("Serving: Ray Serve, SLO-gated rollout, inference logs in lakeFS")
+    try:
+        champion = get_alias("loans-mlp", "champion", client=client).version
+    except ModelNotFoundError:
+        champion = set_alias("loans-mlp", "champion", trained, client=client).version
+        console.print(f"No champion yet: {trained} becomes the first champion (nothing to compare it with).")
+    settings = ServingSettings(port=free_port(), model_name="loans-mlp", log_flush_interval_s=1.0)
+    os.environ["LOCKGATE_SERVING_PORT"] = str(settings.port)
+    frame = generate_frame(GeneratorConfig(rows=500, seed=7))
+    records = json.loads(frame[list(_loan_features())].to_json(orient="records"))
+    import ray
+    from ray import serve
+
+    try:
+        with console.status("Starting Ray and the serving app ..."):
+            handle = start_serving(settings, lakefs=LakeFSSettings())
+        console.print(f"Serving loans-mlp {champion} at [bold]{handle.url}[/] (POST /predict)")
+        with TrafficGenerator(handle.url, records, concurrency=4, rate_per_s=80) as traffic:
+            time.sleep(3)
+            if trained != champion:
+                plan = [RolloutStep(traffic=0, shadow=True, hold_s=4)] + [
+                    RolloutStep(traffic=share, hold_s=4) for share in (0.25, 1.0)
+                ]
+                parameters = DeployParameters(
+                    model_name="loans-mlp",
+                    version=trained,
+                    plan=plan,
+                    slo=SLOThresholds(p99_latency_ms=1_000, min_requests=20),
+                    max_wait_s=30,
+                )
+                with console.status(f"Rolling {trained} out: shadow -> 25% -> 100% under live traffic ..."):
+                    try:
+                        _print_rollout(deploy_flow(parameters))
+                    except LockgateError as error:
+                        console.print(Panel(str(error), title="Rolled back", style="yellow"))
+            time.sleep(2)
+        report = traffic.report
+        table = Table(title="Live traffic sent to the serving app")
+        for column in ("requests", "failed", "answered by", "p50 ms", "p99 ms", "req/s"):
+            table.add_column(column)
+        table.add_row(
+            f"{report.requests:,}",
+            str(report.failed),
+            ", ".join(f"{v}: {n}" for v, n in sorted(report.versions.items())),
+            f"{report.quantile(0.5):.1f}",
+            f"{report.quantile(0.99):.1f}",
+            f"{report.throughput:.0f}",
+        )
+        console.print(table)
+    finally:
+        with console.status("Stopping the serving app (flushing inference logs) ..."):
+            if ray.is_initialized():
+                stop_serving(settings)
+                serve.shutdown()
+                ray.shutdown()
+    logged = read_inference_log(client, repository=settings.inference_repository)
+    console.print(
+        f"[green]logged[/] {len(logged):,} prediction(s) in "
+        f"lakefs://{settings.inference_repository}/main/logs/ (features, prediction, version, latency, time, "
+        "request ID)"
+    )
+
+
+def _loan_features() -> tuple[str, ...]:
+    from contracts.loans import FEATURE_COLUMNS
+
+    return FEATURE_COLUMNS
 
 
 def _run_demo_with_progress(
@@ -741,6 +837,245 @@ def show_registered_model(
             _print_lineage(client, model_name, ref)
         except LockgateError as error:
             _fail(str(error))
+
+
+# --------------------------------------------------------------------------------------------------
+# Serving: lockgate serve / deploy / predict
+# --------------------------------------------------------------------------------------------------
+
+
+def _serving_settings(**given):
+    from serving.config import ServingSettings
+
+    try:
+        return ServingSettings(**{name: value for name, value in given.items() if value is not None})
+    except ValidationError as error:
+        _fail_on_settings(error, what="serving settings (LOCKGATE_SERVING_*)")
+
+
+@app.command("serve")
+def serve_models(
+    model_name: Annotated[
+        str | None, typer.Option(help="Registered model to serve (env ..._MODEL_NAME).")
+    ] = None,
+    ref: Annotated[
+        str | None,
+        typer.Option(help="Version or alias served at start (env ..._INITIAL_REF; default champion)."),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Interface of the HTTP proxy (default 127.0.0.1).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port of the HTTP proxy (default 8100).")
+    ] = None,
+    replicas: Annotated[int | None, typer.Option(min=1, max=256, help="Replicas per model version.")] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster ('auto', 'ray://head:10001'); unset starts a local Ray.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(file_okay=False, help="Embedded lakeFS data directory (no endpoint set).")
+    ] = None,
+) -> None:
+    """Serve the registered model on Ray Serve until Ctrl+C: POST /predict, GET /health, GET /models.
+
+    Starts the embedded lakeFS-API server unless LOCKGATE_LAKEFS_ENDPOINT names one, and a local Ray unless
+    LOCKGATE_SERVING_RAY_ADDRESS (or --ray-address) names a cluster. Every option also reads
+    LOCKGATE_SERVING_<OPTION>. Roll out a new version from another shell with `lockgate deploy`.
+    """
+    settings = _serving_settings(
+        model_name=model_name,
+        initial_ref=ref,
+        host=host,
+        port=port,
+        model_replicas=replicas,
+        ray_address=ray_address,
+    )
+    from infra.settings import LakeFSSettings
+    from serving.operations import start_serving, stop_serving
+    from tasks.errors import LockgateError
+
+    with _lakefs_connection(data_dir) as (_client, _server):
+        with console.status("Starting Ray Serve (ingress + model) ..."):
+            try:
+                handle = start_serving(settings, lakefs=LakeFSSettings())
+            except LockgateError as error:
+                _fail(str(error))
+        console.print(f"Serving {settings.model_name}@{settings.initial_ref} at [bold]{handle.url}[/]")
+        console.print("Other shells reach this stack with:", highlight=False)
+        for name in ("LOCKGATE_LAKEFS_ENDPOINT", "LOCKGATE_LAKEFS_ACCESS_KEY_ID"):
+            console.print(f"  export {name}={os.environ.get(name, '')}", highlight=False)
+        console.print("  export LOCKGATE_LAKEFS_SECRET_ACCESS_KEY=... (see the data dir's credentials.json)")
+        console.print("  export LOCKGATE_SERVING_RAY_ADDRESS=auto", highlight=False)
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            console.print("Stopping: flushing inference logs ...")
+        finally:
+            stop_serving(settings)
+
+
+@app.command("deploy")
+def deploy(
+    version: Annotated[
+        str, typer.Argument(help="Version to roll out: v3, challenger or latest.")
+    ] = "challenger",
+    model_name: Annotated[str, typer.Option(help="Registered model name.")] = "loans-mlp",
+    plan: Annotated[
+        str, typer.Option(help="Comma-separated steps: 'shadow' or a percentage of traffic; must end at 100.")
+    ] = "shadow,5,25,50,100",
+    hold: Annotated[float, typer.Option(min=0.1, help="Seconds each step is held and measured.")] = 30.0,
+    p99_ms: Annotated[float, typer.Option(min=0.1, help="Highest acceptable p99 latency (ms).")] = 250.0,
+    max_error_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Highest acceptable error rate.")
+    ] = 0.01,
+    max_psi: Annotated[
+        float, typer.Option(min=0.001, help="Highest acceptable PSI of predictions against the champion.")
+    ] = 0.25,
+    min_requests: Annotated[int, typer.Option(min=1, help="Requests a step needs before it is judged.")] = 30,
+    approval: Annotated[
+        bool, typer.Option("--approval", help="Pause for approval in the Prefect UI.")
+    ] = False,
+) -> None:
+    """Roll a version out to the running serving app, step by step, gated by SLOs on live traffic.
+
+    Needs the stack from `lockgate serve` (LOCKGATE_SERVING_RAY_ADDRESS=auto and LOCKGATE_LAKEFS_* as it
+    prints). A breach rolls back to the champion and exits 1 with the reason; success moves the
+    'champion' alias.
+    """
+    from flows.deploy import DeployParameters, deploy_flow
+    from serving.stats import SLOThresholds
+    from tasks.errors import LockgateError
+
+    os.environ.setdefault("LOCKGATE_SERVING_RAY_ADDRESS", "auto")
+    try:
+        steps = [_parse_step(step, hold) for step in plan.split(",") if step.strip()]
+        parameters = DeployParameters(
+            model_name=model_name,
+            version=version,
+            plan=steps,
+            slo=SLOThresholds(
+                p99_latency_ms=p99_ms,
+                max_error_rate=max_error_rate,
+                max_prediction_psi=max_psi,
+                min_requests=min_requests,
+            ),
+            require_approval=approval,
+        )
+    except (ValidationError, ValueError) as error:
+        if isinstance(error, ValidationError):
+            _fail_on_settings(error, what="rollout parameters")
+        _fail(str(error), code=2)
+    if os.environ.get("LOCKGATE_LAKEFS_ENDPOINT") is None:
+        _fail(
+            "set LOCKGATE_LAKEFS_* to the registry the serving app uses (`lockgate serve` prints them)",
+            code=2,
+        )
+    try:
+        with console.status(f"Rolling out {model_name} {version}: {plan} ..."):
+            result = deploy_flow(parameters)
+    except LockgateError as error:
+        _fail(str(error))
+    _print_rollout(result)
+
+
+def _parse_step(text: str, hold: float):
+    from flows.deploy import RolloutStep
+
+    text = text.strip().lower().removesuffix("%")
+    if text == "shadow":
+        return RolloutStep(traffic=0, shadow=True, hold_s=hold)
+    try:
+        share = float(text)
+    except ValueError:
+        raise ValueError(f"plan step {text!r} is neither 'shadow' nor a percentage") from None
+    return RolloutStep(traffic=share / 100, hold_s=hold)
+
+
+def _print_rollout(result: dict) -> None:
+    table = Table(title=f"Rollout of {result['model']} {result['version']}: {result['outcome']}")
+    for column in ("step", "passed", "requests", "errors", "p50 ms", "p99 ms", "PSI vs champion", "reason"):
+        table.add_column(column)
+    for step in result["steps"]:
+        table.add_row(
+            step["step"],
+            "[green]yes[/]" if step["passed"] else "[red]no[/]",
+            str(step["challenger_requests"]),
+            str(step["challenger_errors"]),
+            str(step["challenger_p50_ms"]),
+            str(step["challenger_p99_ms"]),
+            "" if step["prediction_psi"] is None else f"{step['prediction_psi']:.4f}",
+            step["reason"],
+        )
+    console.print(table)
+
+
+@app.command("predict")
+def predict(
+    records: Annotated[
+        str | None,
+        typer.Argument(
+            help="JSON: one record or a list of records; '-' reads standard input; '@file.json' a file."
+        ),
+    ] = None,
+    url: Annotated[
+        str, typer.Option(help="Serving URL.", envvar="LOCKGATE_SERVING_URL")
+    ] = "http://127.0.0.1:8100",
+    sample: Annotated[
+        int, typer.Option(min=0, max=1000, help="Send this many generated loan applications instead.")
+    ] = 0,
+    version: Annotated[str | None, typer.Option(help="Pin a live version (e.g. v3).")] = None,
+    key: Annotated[str | None, typer.Option(help="Sticky routing key (same key, same version).")] = None,
+) -> None:
+    """Send records to the serving app and print its predictions (or its per-field contract errors)."""
+    import sys
+
+    import httpx
+
+    if sample:
+        from contracts.loans import FEATURE_COLUMNS
+        from tasks.generate import GeneratorConfig, generate_frame
+
+        frame = generate_frame(GeneratorConfig(rows=sample, seed=int.from_bytes(os.urandom(2), "big")))
+        payload: object = json.loads(frame[list(FEATURE_COLUMNS)].to_json(orient="records"))
+    elif records is None:
+        _fail("give records as JSON, '-' for standard input, '@file.json', or --sample N", code=2)
+    else:
+        text = records
+        if records == "-":
+            text = sys.stdin.read()
+        elif records.startswith("@"):
+            path = Path(records[1:])
+            if not path.is_file():
+                _fail(f"no such file: {path}", code=2)
+            text = path.read_text()
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as error:
+            _fail(f"records are not valid JSON: {error}", code=2)
+    headers = {"x-lockgate-key": key} if key else {}
+    try:
+        response = httpx.post(
+            f"{url.rstrip('/')}/predict",
+            json=payload,
+            params={"version": version} if version else None,
+            headers=headers,
+            timeout=30,
+        )
+    except httpx.HTTPError as error:
+        _fail(f"cannot reach the serving app at {url}: {error} (is `lockgate serve` running?)")
+    body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+    if response.status_code != 200:
+        detail = body.get("detail", response.text)
+        if isinstance(detail, list):
+            detail = "\n".join(f"record {d['record']}, field {d['field']}: {d['message']}" for d in detail)
+        _fail(f"{response.status_code}: {detail}")
+    table = Table(title=f"{body['model_name']} {body['model_version']} (request {body['request_id']})")
+    for column in ("#", "prediction", "probability", "version"):
+        table.add_column(column)
+    for index, item in enumerate(body["predictions"]):
+        table.add_row(
+            str(index), str(item["prediction"]), f"{item['probability']:.4f}", item["model_version"]
+        )
+    console.print(table)
 
 
 def main() -> None:

@@ -17,7 +17,9 @@ class ServingSettings(BaseSettings):
         "`lockgate serve`), 'ray://head:10001', or unset to start a local Ray for the process.",
     )
     host: str = Field("127.0.0.1", description="Host the Serve HTTP proxy binds (0.0.0.0 in a cluster).")
-    port: int = Field(8000, ge=1, le=65535, description="Port of the Serve HTTP proxy.")
+    port: int = Field(
+        8100, ge=1, le=65535, description="Port of the Serve HTTP proxy (8000 is the embedded lakeFS default)."
+    )
     app_name: str = Field(
         "lockgate", pattern=r"^[a-z][a-z0-9-]{0,30}$", description="Serve application name of the ingress."
     )

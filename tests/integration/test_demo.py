@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import psutil
 import pytest
-from typer.testing import CliRunner
 
-from flows.cli import app
 from flows.demo import DEMO_DATA_PATH, DEMO_REPOSITORY, make_demo_readings
 from infra.lakefs_server.launcher import EmbeddedLakeFS
 from tasks.versioning import list_branches, log_commits, read_dataframe
@@ -19,7 +20,6 @@ from tasks.versioning import list_branches, log_commits, read_dataframe
 pytestmark = pytest.mark.integration
 
 BRANCH_NAME = re.compile(r"demo-\d{8}-\d{6}-[0-9a-f]{4}")
-runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", "LOCKGATE_LAKEFS_ENDPOINT": None})
 
 
 def server_children() -> set[int]:
@@ -32,12 +32,21 @@ def server_children() -> set[int]:
 
 
 def run_demo(data_dir: Path, *, gate: bool) -> tuple[str, str]:
-    """Run the demo; return its output and the branch it created."""
-    result = runner.invoke(app, ["demo", "--data-dir", str(data_dir), "--gate" if gate else "--no-gate"])
-    assert result.exit_code == 0, result.output
-    written = re.search(rf"lakefs://{DEMO_REPOSITORY}/({BRANCH_NAME.pattern})/", result.output)
-    assert written is not None, result.output
-    return result.output, written.group(1)
+    """Run ``lockgate demo`` in its own process (it starts its own Ray); return output and branch."""
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("LOCKGATE_", "PREFECT_", "RAY_"))
+    }
+    environment.update({"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})
+    command = [sys.executable, "-m", "flows.cli", "demo", "--data-dir", str(data_dir)]
+    command.append("--gate" if gate else "--no-gate")
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    written = re.search(rf"lakefs://{DEMO_REPOSITORY}/({BRANCH_NAME.pattern})/", output)
+    assert written is not None, output
+    return output, written.group(1)
 
 
 def test_demo_runs_twice_on_the_same_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,6 +70,16 @@ def test_demo_runs_twice_on_the_same_data_dir(tmp_path: Path, monkeypatch: pytes
     assert re.search(r"registered loans-mlp v\d+ \(alias challenger\), holdout ROC AUC 0\.\d+", first_output)
     assert "lineage" in first_output and "lakefs://lockgate-loans/" in first_output
     assert re.search(rf"{re.escape(DEMO_DATA_PATH)}\s*\S*\s*added", first_output)
+    # ... served on Ray Serve as the first champion, sent live traffic, every prediction logged in lakeFS.
+    assert re.search(r"Serving loans-mlp v\d+ at http://127\.0\.0\.1:\d+", first_output), first_output
+    traffic = re.search(r"│\s*([\d,]+)\s*│\s*(\d+)\s*│\s*(v\d+): ([\d,]+)", first_output)
+    assert traffic is not None, first_output
+    requests, failed = int(traffic.group(1).replace(",", "")), int(traffic.group(2))
+    assert requests > 50 and failed == 0
+    logged = re.search(
+        r"logged ([\d,]+) prediction\(s\) in lakefs://lockgate-inference/main/logs/", first_output
+    )
+    assert logged is not None and int(logged.group(1).replace(",", "")) == requests
     assert server_children() == children_before, "the demo left its server running"
 
     second_output, second_branch = run_demo(data_dir, gate=False)
