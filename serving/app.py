@@ -167,8 +167,18 @@ def model_app(
     max_batch_size: int | None = None,
 ):
     """The Serve application of one version of ``settings.model_name``."""
+    if settings.autoscaling_max_replicas is None:
+        scaling: dict[str, Any] = {"num_replicas": settings.model_replicas}
+    else:
+        scaling = {
+            "autoscaling_config": {
+                "min_replicas": settings.model_replicas,
+                "max_replicas": settings.autoscaling_max_replicas,
+                "target_ongoing_requests": settings.autoscaling_target_ongoing_requests,
+            }
+        }
     return ModelServer.options(
-        num_replicas=settings.model_replicas,
+        **scaling,
         ray_actor_options={"num_cpus": settings.replica_num_cpus, "num_gpus": settings.model_num_gpus},
         user_config={"faults": (faults or FaultInjection()).model_dump()},
     ).bind(

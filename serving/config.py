@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,7 +18,10 @@ class ServingSettings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Host the Serve HTTP proxy binds (0.0.0.0 in a cluster).")
     port: int = Field(
-        8100, ge=1, le=65535, description="Port of the Serve HTTP proxy (8000 is the embedded lakeFS default)."
+        8100,
+        ge=1,
+        le=65535,
+        description="Port of the Serve HTTP proxy (8000 is the embedded lakeFS default).",
     )
     app_name: str = Field(
         "lockgate", pattern=r"^[a-z][a-z0-9-]{0,30}$", description="Serve application name of the ingress."
@@ -35,7 +38,18 @@ class ServingSettings(BaseSettings):
     batch_wait_timeout_s: float = Field(
         0.002, ge=0, le=1, description="How long a batch waits to fill up before the model runs."
     )
-    model_replicas: int = Field(1, ge=1, le=256, description="Replicas of each model deployment.")
+    model_replicas: int = Field(
+        1, ge=1, le=256, description="Replicas of each model deployment (the minimum when autoscaling)."
+    )
+    autoscaling_max_replicas: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Autoscale each model deployment between model_replicas and this; unset: fixed replicas.",
+    )
+    autoscaling_target_ongoing_requests: float = Field(
+        32.0, gt=0, description="Requests in flight per replica the autoscaler aims for."
+    )
     ingress_replicas: int = Field(1, ge=1, le=256, description="Replicas of the ingress deployment.")
     replica_num_cpus: float = Field(0.5, gt=0, le=64, description="Ray CPUs reserved by each replica.")
     model_num_gpus: float = Field(0.0, ge=0, le=8, description="GPUs per model replica (0: CPU).")
@@ -55,6 +69,12 @@ class ServingSettings(BaseSettings):
     metrics_export_port: int | None = Field(
         None, description="Port of Ray's Prometheus metrics endpoint on a locally started Ray."
     )
+
+    @model_validator(mode="after")
+    def _autoscaling_range(self) -> ServingSettings:
+        if self.autoscaling_max_replicas is not None and self.autoscaling_max_replicas < self.model_replicas:
+            raise ValueError("autoscaling_max_replicas must be at least model_replicas")
+        return self
 
 
 class FaultInjection(BaseModel):
