@@ -155,7 +155,8 @@ class ModelServer:
         return {**self.loader.status(), "ref": self.ref, "faults": self.faults.model_dump()}
 
     def __del__(self) -> None:
-        self.loader.stop()
+        if hasattr(self, "loader"):  # the constructor may have failed before it
+            self.loader.stop()
 
 
 def model_app(
@@ -514,6 +515,8 @@ class Ingress:
 
     def __del__(self) -> None:
         """Graceful shutdown: report the last statistics and write every buffered log row."""
+        if not hasattr(self, "poller"):  # the constructor failed before the replica ever served
+            return
         self.stopping.set()
         self._sync()
         if self.logger is not None:
