@@ -142,7 +142,8 @@ def deploy_flow(parameters: DeployParameters) -> dict[str, Any]:
         raise RolloutError(f"{parameters.model_name} {version} was not deployed: {error}") from error
 
     steps: list[dict[str, Any]] = []
-    champion_seen = VersionStats()
+    champion_seen, challenger_seen = VersionStats(), VersionStats()
+    compared = False
     try:
         for step in parameters.plan:
             routes = split(champion, challenger, challenger_weight=step.traffic, shadow=step.shadow)
@@ -155,11 +156,15 @@ def deploy_flow(parameters: DeployParameters) -> dict[str, Any]:
             challenger_stats = VersionStats.from_dict(
                 window.get(challenger.version, VersionStats().to_dict())
             )
+            challenger_seen.merge(challenger_stats)
             if champion.version in window:
                 champion_seen.merge(VersionStats.from_dict(window[champion.version]))
+            # Latency and errors are judged per window; predictions over everything seen so far (the
+            # same two models throughout), which gives the comparison enough records to mean something.
             verdict = judge(
-                challenger_stats, champion_seen if champion_seen.records else None, parameters.slo
+                challenger_stats, champion_seen, parameters.slo, challenger_predictions=challenger_seen
             )
+            compared = compared or verdict.prediction_psi is not None
             steps.append(
                 {
                     "step": step.label,
@@ -172,6 +177,12 @@ def deploy_flow(parameters: DeployParameters) -> dict[str, Any]:
             )
             if not verdict.passed:
                 raise RolloutError(f"step {step.label} breached its SLOs: {verdict.explain()}")
+        if champion_seen.requests and not compared:
+            raise RolloutError(
+                f"too few predictions to compare with the champion ({challenger_seen.records} challenger, "
+                f"{champion_seen.records} champion; {parameters.slo.min_psi_records} needed on each side): "
+                "hold the steps longer or lower slo.min_psi_records"
+            )
     except BaseException as error:
         traffic.set_routes(fallback, reason=f"rollback of {version}: {error}")
         retire(challenger.app)

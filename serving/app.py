@@ -100,7 +100,14 @@ def _failure(error: BaseException, timeout_s: float) -> tuple[int, str]:
 # --------------------------------------------------------------------------------------------------
 
 
-@serve.deployment(name=MODEL_DEPLOYMENT, max_ongoing_requests=256, graceful_shutdown_timeout_s=10)
+# A 2 s health-check period: a lost replica is replaced within seconds (Serve's default is 10 s).
+@serve.deployment(
+    name=MODEL_DEPLOYMENT,
+    max_ongoing_requests=256,
+    graceful_shutdown_timeout_s=10,
+    health_check_period_s=2,
+    health_check_timeout_s=10,
+)
 class ModelServer:
     """Serves one registered version: loads it (SHA-256 checked) in the background, batches requests."""
 
@@ -113,6 +120,7 @@ class ModelServer:
         max_batch_size: int = 64,
         batch_wait_timeout_s: float = 0.002,
         faults: dict | None = None,
+        load_wait_s: float = 30.0,
     ) -> None:
         self.model_name, self.ref = model_name, ref
         self.faults = FaultInjection(**(faults or {}))
@@ -122,6 +130,9 @@ class ModelServer:
         )
         self._batched.set_max_batch_size(max_batch_size)
         self._batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        # Serve routes to a replica once its constructor returns: give the model time to load first, so
+        # a replacement or scaled-up replica does not answer 503 "not ready" to live traffic.
+        self.loader.wait(load_wait_s)
 
     def reconfigure(self, user_config: dict) -> None:
         """Serve calls this on ``user_config`` changes: faults can change without a restart."""
@@ -188,6 +199,7 @@ def model_app(
         lakefs=lakefs,
         max_batch_size=max_batch_size or settings.max_batch_size,
         batch_wait_timeout_s=settings.batch_wait_timeout_s,
+        load_wait_s=settings.model_load_wait_s,
     )
 
 

@@ -53,6 +53,13 @@ class ServingSettings(BaseSettings):
     ingress_replicas: int = Field(1, ge=1, le=256, description="Replicas of the ingress deployment.")
     replica_num_cpus: float = Field(0.5, gt=0, le=64, description="Ray CPUs reserved by each replica.")
     model_num_gpus: float = Field(0.0, ge=0, le=8, description="GPUs per model replica (0: CPU).")
+    model_load_wait_s: float = Field(
+        30.0,
+        ge=0,
+        le=600,
+        description="A new model replica waits this long for its model before Serve routes to it; a registry "
+        "still unreachable by then leaves it up but not ready (no restart loop).",
+    )
     request_timeout_s: float = Field(10.0, gt=0, description="A model call slower than this fails (504).")
     inference_logging: bool = Field(True, description="Append every prediction to the inference repo.")
     inference_repository: str = Field("lockgate-inference", description="lakeFS repository of the logs.")

@@ -61,6 +61,7 @@ class RolloutControl:
             lease_s: Hold a rollout lease this long; ``None`` ends any lease.
             fallback: The routes to return to if the lease runs out (required with ``lease_s``).
         """
+        self._check_lease()  # an expired rollout is recorded as such before it is replaced
         epoch = self._table.epoch + 1
         table = RoutingTable.from_dict({"epoch": epoch, "routes": routes})
         if lease_s is not None:

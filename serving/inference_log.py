@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +48,8 @@ BASE_COLUMNS = (
     "prediction",
     "probability",
 )
+
+_BASE = frozenset(BASE_COLUMNS)  # a feature with one of these names is logged as feature_<name>
 
 Sink = Callable[[pd.DataFrame], None]
 
@@ -141,8 +143,11 @@ class InferenceLogger:
         on_drop: Callable[[int], None] | None = None,
         retry_backoff_s: float = 0.5,
     ) -> None:
-        if flush_rows < 1 or capacity_rows < flush_rows or flush_interval_s <= 0:
-            raise ValueError("need flush_rows >= 1, capacity_rows >= flush_rows and flush_interval_s > 0")
+        if flush_rows < 1 or capacity_rows < flush_rows or flush_interval_s <= 0 or retry_backoff_s <= 0:
+            raise ValueError(
+                "need flush_rows >= 1, capacity_rows >= flush_rows, flush_interval_s > 0 and "
+                "retry_backoff_s > 0"
+            )
         self._sink = sink
         self._flush_rows = flush_rows
         self._flush_interval_s = flush_interval_s
@@ -150,6 +155,7 @@ class InferenceLogger:
         self._on_drop = on_drop
         self._retry_backoff_s = retry_backoff_s
         self._rows: list[dict[str, Any]] = []
+        self._in_flight = 0  # rows handed to the sink: they count against the capacity until written
         self._lock = threading.Condition()
         self._closing = False
         self._counts = {"logged": 0, "written": 0, "dropped": 0, "write_failures": 0, "batches": 0}
@@ -158,38 +164,51 @@ class InferenceLogger:
         self._thread = threading.Thread(target=self._run, name="lockgate-inference-log", daemon=True)
         self._thread.start()
 
-    def log(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Buffer ``rows`` (never blocks on I/O); returns how many were dropped for lack of room."""
-        rows = [dict(row) for row in rows]
+    def log(self, rows: list[dict[str, Any]]) -> int:
+        """Buffer ``rows`` (never blocks on I/O; the dicts are kept, not copied).
+
+        Returns:
+            How many rows were dropped: the buffer was full, or the logger is closed.
+        """
         with self._lock:
             if self._closing:
-                dropped = len(rows)
+                accepted, why = 0, "the inference log is closed"
             else:
-                room = self._capacity - len(self._rows)
-                accepted = rows[: max(room, 0)]
-                dropped = len(rows) - len(accepted)
-                self._rows.extend(accepted)
-                self._counts["logged"] += len(accepted)
+                accepted = max(min(len(rows), self._capacity - len(self._rows) - self._in_flight), 0)
+                why = "inference log buffer full"
+                self._rows.extend(rows if accepted == len(rows) else rows[:accepted])
+                self._counts["logged"] += accepted
                 if len(self._rows) >= self._flush_rows:
                     self._lock.notify()
+            dropped = len(rows) - accepted
             self._counts["dropped"] += dropped
         if dropped:
-            logger.warning("inference log buffer full: dropped %d row(s)", dropped)
+            logger.warning("%s: dropped %d row(s)", why, dropped)
             if self._on_drop is not None:
                 self._on_drop(dropped)
         return dropped
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {**self._counts, "pending": len(self._rows), "last_error": self._last_error}
+            return {
+                **self._counts,
+                "pending": len(self._rows) + self._in_flight,
+                "last_error": self._last_error,
+            }
 
     def close(self, timeout_s: float = 30.0) -> dict[str, Any]:
-        """Write everything still buffered (retrying until ``timeout_s``), stop the thread, return stats."""
+        """Write everything still buffered (retrying until ``timeout_s``), stop the thread, return stats.
+
+        Rows that could not be written by then are counted as dropped (and passed to ``on_drop``); a write
+        still running at the deadline is counted when it fails, or as written when it succeeds.
+        """
         with self._lock:
             self._closing = True
             self._close_deadline = time.monotonic() + timeout_s
-            self._lock.notify()
-        self._thread.join(timeout_s + 5)
+            self._lock.notify_all()
+        self._thread.join(max(timeout_s, 0) + 1)
+        if self._thread.is_alive():
+            self._give_up()
         return self.stats()
 
     # -- background thread ---------------------------------------------------------------------------
@@ -204,9 +223,16 @@ class InferenceLogger:
                     if remaining <= 0:
                         break
                     self._lock.wait(remaining)
-                batch, self._rows = self._rows[: self._flush_rows], self._rows[self._flush_rows :]
-                closing = self._closing
-                if not batch and closing:
+                if self._closing and time.monotonic() >= self._close_deadline and self._rows:
+                    batch = []
+                    give_up = True
+                else:
+                    batch, self._rows = self._rows[: self._flush_rows], self._rows[self._flush_rows :]
+                    give_up = False
+                    self._in_flight = len(batch)
+                if not batch and self._closing:
+                    if give_up:
+                        break
                     return
             if not batch:
                 continue
@@ -214,30 +240,36 @@ class InferenceLogger:
                 self._sink(_frame(batch))
             except Exception as error:  # the store is down or refused: keep the rows, retry later
                 with self._lock:
+                    self._in_flight = 0
                     self._rows[:0] = batch
                     self._counts["write_failures"] += 1
                     self._last_error = f"{type(error).__name__}: {error}"
-                    give_up = closing and time.monotonic() >= self._close_deadline
-                logger.warning("inference log write failed (%s); retrying in %.1f s", error, backoff)
-                if give_up:
-                    self._give_up()
-                    return
-                time.sleep(backoff)
+                    closing = self._closing
+                    out_of_time = closing and time.monotonic() >= self._close_deadline
+                    if not out_of_time:
+                        logger.warning("inference log write failed (%s); retrying in %.1f s", error, backoff)
+                        # Woken early by close(): it must not wait out a long back-off.
+                        self._lock.wait(min(backoff, max(self._close_deadline - time.monotonic(), 0)))
+                if out_of_time:
+                    break
                 backoff = min(backoff * 2, 30.0)
                 continue
             backoff = self._retry_backoff_s
             with self._lock:
+                self._in_flight = 0
                 self._counts["written"] += len(batch)
                 self._counts["batches"] += 1
+        self._give_up()
 
     def _give_up(self) -> None:
         with self._lock:
             lost = len(self._rows)
             self._rows = []
             self._counts["dropped"] += lost
-        logger.error("inference log closed with %d unwritten row(s): %s", lost, self._last_error)
-        if lost and self._on_drop is not None:
-            self._on_drop(lost)
+        if lost:
+            logger.error("inference log closed with %d unwritten row(s): %s", lost, self._last_error)
+            if self._on_drop is not None:
+                self._on_drop(lost)
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -278,7 +310,7 @@ def log_rows(
                 "latency_ms": float(latency_ms),
                 "prediction": None if probability is None else int(probability >= threshold),
                 "probability": probability,
-                **record,
+                **{(f"feature_{name}" if name in _BASE else name): value for name, value in record.items()},
             }
         )
     return rows

@@ -77,6 +77,7 @@ def start_serving(
 
     connect_ray(settings)
     serve.start(http_options={"host": settings.host, "port": settings.port})
+    _check_proxy_port(settings)
     ref = _resolve_ref(settings, settings.initial_ref, lakefs)
     champion = Route(
         app=model_app_name(settings.app_name, settings.model_name, ref),
@@ -97,6 +98,18 @@ def start_serving(
     return ServingHandle(url=serving_url(settings), app_name=settings.app_name)
 
 
+def _check_proxy_port(settings: ServingSettings) -> None:
+    """Serve keeps the HTTP options it first started with: refuse to report a URL nothing answers on."""
+    from ray.serve.context import _get_global_client  # no public accessor for the running options
+
+    running = _get_global_client().http_config
+    if running.port != settings.port:
+        raise ServingError(
+            f"Ray Serve already runs on this cluster with its HTTP proxy on port {running.port}, not "
+            f"{settings.port}: use port {running.port} (LOCKGATE_SERVING_PORT) or shut that Serve down"
+        )
+
+
 def serving_url(settings: ServingSettings) -> str:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     return f"http://{host}:{settings.port}{settings.route_prefix.rstrip('/')}"
@@ -106,11 +119,15 @@ def stop_serving(settings: ServingSettings) -> None:
     """Delete the ingress first (its replicas flush their inference logs), then every model app."""
     from ray import serve
 
+    from serving.app import model_app_name
+
     apps = list(serve.status().applications)
     if settings.app_name in apps:
         serve.delete(settings.app_name)
+    # This app's model versions only: another app may share the prefix (e.g. 'lockgate-canary').
+    prefix = model_app_name(settings.app_name, settings.model_name, "")
     for name in apps:
-        if name.startswith(f"{settings.app_name}-"):
+        if name.startswith(prefix):
             serve.delete(name)
     _kill_control(settings.app_name)
 

@@ -91,7 +91,7 @@ class Predictor:
         }
 
 
-LoaderState = Literal["loading", "ready", "failed"]
+LoaderState = Literal["loading", "ready", "failed", "stopped"]
 
 
 class ModelLoader:
@@ -158,7 +158,11 @@ class ModelLoader:
         return self.state
 
     def stop(self) -> None:
+        """Stop retrying (the replica is shutting down); a loaded model stays loaded."""
         self._stop.set()
+        with self._lock:
+            if self.state == "loading":
+                self.state, self.reason = "stopped", "stopped before the model loaded"
 
     def status(self) -> dict[str, Any]:
         with self._lock:

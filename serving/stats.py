@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # Latency bucket upper bounds in ms: 0.1 ms .. ~100 s, 12 buckets per decade (about 21 % apart).
 LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(0.1 * 10 ** (i / 12) for i in range(73))
-PROBABILITY_BINS = 20
+# Ten bins: PSI over few records is noisy (its expected value with no shift at all is about
+# (bins - 1) * (1/n + 1/m)); fewer bins keep that floor well under the gate's threshold.
+PROBABILITY_BINS = 10
 _PSI_FLOOR = 1e-4  # empty bins get this share, so PSI stays finite
 
 
@@ -142,6 +144,12 @@ class SLOThresholds(BaseModel):
     min_requests: int = Field(
         30, ge=1, description="Requests the challenger must have answered (or shadowed) to be judged."
     )
+    min_psi_records: int = Field(
+        200,
+        ge=10,
+        description="Predictions each side needs before their distributions are compared (PSI of small "
+        "samples is noise).",
+    )
 
 
 @dataclass(frozen=True)
@@ -158,11 +166,26 @@ class GateVerdict:
         return "; ".join(self.reasons) if self.reasons else "all SLOs met"
 
 
-def judge(challenger: VersionStats, champion: VersionStats | None, slo: SLOThresholds) -> GateVerdict:
-    """Check a window's challenger statistics against ``slo`` (and against the champion's predictions).
+def judge(
+    challenger: VersionStats,
+    champion: VersionStats | None,
+    slo: SLOThresholds,
+    *,
+    challenger_predictions: VersionStats | None = None,
+) -> GateVerdict:
+    """Check a window's challenger statistics against ``slo`` (and its predictions against the champion's).
 
-    ``champion`` may be ``None`` (nothing to compare with, e.g. at 100 %); the prediction check is then
-    skipped. Too little traffic fails the gate: a rollout never advances on evidence it does not have.
+    Args:
+        challenger: The challenger's counts in the step's window (latency, errors, traffic are judged here).
+        champion: The champion's predictions to compare with (e.g. everything it answered during the
+            rollout so far); ``None`` or empty skips the comparison.
+        slo: The thresholds.
+        challenger_predictions: The challenger's predictions to compare (e.g. all its steps so far);
+            defaults to ``challenger``.
+
+    Too little traffic fails the gate: a rollout never advances on evidence it does not have. The
+    prediction comparison needs ``slo.min_psi_records`` on both sides; below that it is not made and
+    ``prediction_psi`` is ``None`` (the caller decides whether a rollout may finish without it).
     """
     reasons = []
     if challenger.requests < slo.min_requests:
@@ -178,9 +201,14 @@ def judge(challenger: VersionStats, champion: VersionStats | None, slo: SLOThres
             f"error rate {challenger.error_rate:.2%} > {slo.max_error_rate:.2%} "
             f"({challenger.errors} of {challenger.requests})"
         )
+    predictions = challenger_predictions or challenger
     psi = None
-    if champion is not None and champion.records and challenger.records:
-        psi = population_stability_index(champion.probability_counts, challenger.probability_counts)
+    if (
+        champion is not None
+        and champion.records >= slo.min_psi_records
+        and predictions.records >= slo.min_psi_records
+    ):
+        psi = population_stability_index(champion.probability_counts, predictions.probability_counts)
         if psi > slo.max_prediction_psi:
             reasons.append(
                 f"prediction distribution moved: PSI {psi:.3f} > {slo.max_prediction_psi:g} "

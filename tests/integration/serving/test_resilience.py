@@ -33,7 +33,12 @@ def test_registry_unreachable_at_start_up_means_not_ready_then_recovers_without_
     registry_server.stop()
 
     settings = serving.settings.model_copy(
-        update={"app_name": "cold", "route_prefix": "/cold", "inference_logging": False}
+        update={
+            "app_name": "cold",
+            "route_prefix": "/cold",
+            "inference_logging": False,
+            "model_load_wait_s": 1.0,
+        }
     )
     url = start_serving(settings, lakefs=lakefs).url
     try:

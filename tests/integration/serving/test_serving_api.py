@@ -18,6 +18,13 @@ from serving.routing import split
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+def champion_version(serving) -> str:
+    """The version serving as champion now (other modules' rollouts may have promoted one)."""
+    from tasks.registry import get_alias
+
+    return get_alias(serving.model_name, "champion", client=serving.client).version
+
+
 def wait_for_epoch(url: str, epoch: int, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while httpx.get(f"{url}/models").json()["epoch"] < epoch:
@@ -46,13 +53,14 @@ def test_predictions_match_the_offline_model_and_carry_version_and_request_id(se
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["request_id"] == "req-match-1" == response.headers["x-request-id"]
-    assert body["model_version"] == "v1"
+    champion = champion_version(serving)
+    assert body["model_version"] == champion
     served = np.array([p["probability"] for p in body["predictions"]])
 
-    offline = Predictor.from_registry(serving.model_name, "v1", client=serving.client).predict(records)
+    offline = Predictor.from_registry(serving.model_name, champion, client=serving.client).predict(records)
     np.testing.assert_allclose(served, offline, rtol=1e-6)
     # ... and the same as the network built by hand from the seed, outside lockgate's loader.
-    network, spec = loans_network(seed=1)
+    network, spec = loans_network(seed=serving.champion_seed)
     frame_values = np.array([[r[c] for c in spec.columns] for r in records], dtype=np.float64)
     import torch
 
@@ -62,7 +70,7 @@ def test_predictions_match_the_offline_model_and_carry_version_and_request_id(se
     np.testing.assert_allclose(served, expected, rtol=1e-5)
     for prediction in body["predictions"]:
         assert prediction["prediction"] == int(prediction["probability"] >= 0.5)
-        assert prediction["model_version"] == "v1" and prediction["request_id"] == "req-match-1"
+        assert prediction["model_version"] == champion and prediction["request_id"] == "req-match-1"
 
     single = httpx.post(f"{serving.url}/predict", json=records[0]).json()
     assert len(single["predictions"]) == 1
@@ -125,7 +133,7 @@ def test_malformed_empty_oversized_and_unknown_version_requests_are_refused_clea
 
     response = httpx.post(f"{serving.url}/predict?version=v99", json=loan_records(1))
     assert response.status_code == 404
-    assert "v99" in response.json()["detail"] and "v1" in response.json()["detail"]
+    assert "v99" in response.json()["detail"] and champion_version(serving) in response.json()["detail"]
     # Nothing above reached a model: the champion still answers.
     assert httpx.post(f"{serving.url}/predict", json=loan_records(1)).status_code == 200
 
@@ -133,10 +141,11 @@ def test_malformed_empty_oversized_and_unknown_version_requests_are_refused_clea
 def test_health_and_models_describe_the_live_versions(serving):
     health = httpx.get(f"{serving.url}/health")
     assert health.status_code == 200 and health.json()["ready"] is True
-    assert health.json()["versions"]["v1"]["model"]["weights_sha256"]
+    champion = champion_version(serving)
+    assert health.json()["versions"][champion]["model"]["weights_sha256"]
     models = httpx.get(f"{serving.url}/models").json()
     (live,) = models["live"]
-    assert (live["version"], live["role"], live["weight"]) == ("v1", "champion", 1.0)
+    assert (live["version"], live["role"], live["weight"]) == (champion, "champion", 1.0)
     assert live["status"]["state"] == "ready"
     assert models["inference_log"]["dropped"] == 0
 
@@ -220,7 +229,8 @@ def test_lockgate_metrics_reach_rays_prometheus_export(serving):
         except OSError:
             text = ""
         lines = [line for line in text.splitlines() if line.startswith("ray_lockgate_requests_total{")]
-        if any('model_version="v1"' in line and 'outcome="ok"' in line for line in lines):
+        champion = champion_version(serving)
+        if any(f'model_version="{champion}"' in line and 'outcome="ok"' in line for line in lines):
             break
         assert time.monotonic() < deadline, "lockgate_requests_total never appeared on " + url
         time.sleep(1)
