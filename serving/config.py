@@ -73,6 +73,12 @@ class ServingSettings(BaseSettings):
     control_poll_s: float = Field(
         0.5, gt=0, le=10, description="How often ingress replicas refresh routes and report statistics."
     )
+    throughput_tuning: bool = Field(
+        True,
+        description="Start a local Ray with Ray Serve's throughput settings (user code and router on the "
+        "replica's event loop, buffered access logs, gRPC between deployments, GC frozen after start-up); "
+        "on a cluster, set the same RAY_SERVE_* variables on its nodes (infra/ray/rayservice.yaml does).",
+    )
     metrics_export_port: int | None = Field(
         None, description="Port of Ray's Prometheus metrics endpoint on a locally started Ray."
     )
@@ -82,6 +88,17 @@ class ServingSettings(BaseSettings):
         if self.autoscaling_max_replicas is not None and self.autoscaling_max_replicas < self.model_replicas:
             raise ValueError("autoscaling_max_replicas must be at least model_replicas")
         return self
+
+
+# Ray Serve's own knobs (ray/serve/_private/constants.py), the subset of RAY_SERVE_THROUGHPUT_OPTIMIZED that
+# keeps the HTTP proxy: measured in bench/bench_serving.py.
+THROUGHPUT_ENVIRONMENT = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
+    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+    "RAY_SERVE_FREEZE_GC_ON_STARTUP": "1",
+}
 
 
 class FaultInjection(BaseModel):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.settings import LakeFSSettings
-from serving.config import FaultInjection, ServingSettings
+from serving.config import THROUGHPUT_ENVIRONMENT, FaultInjection, ServingSettings
 from serving.control import control_actor, existing_control_actor
 from serving.routing import Route, RoutingTable
 from tasks.errors import LockgateError
@@ -55,6 +55,10 @@ def connect_ray(settings: ServingSettings) -> None:
         return
     if settings.metrics_export_port:
         options["_metrics_export_port"] = settings.metrics_export_port
+    if settings.throughput_tuning:
+        # Read by the Serve processes Ray starts from here; an explicit value in the environment wins.
+        for name, value in THROUGHPUT_ENVIRONMENT.items():
+            os.environ.setdefault(name, value)
     # Logical CPUs: replicas reserve fractions; real parallelism is whatever the machine has.
     ray.init(num_cpus=max(8, os.cpu_count() or 1), namespace="lockgate", **options)
 

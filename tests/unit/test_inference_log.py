@@ -391,3 +391,15 @@ def test_a_feature_named_like_a_log_column_is_kept_under_a_prefix() -> None:
     )
     assert row["feature_time"] == 3 and row["age"] == 40
     assert row["time"] != 3 and row["prediction"] == 1
+
+
+def test_rows_with_different_columns_stay_aligned(make_logger) -> None:
+    written = []
+    logger = make_logger(written.append, flush_rows=100, flush_interval_s=LONG_S)
+    now = "2026-11-27T00:00:00Z"
+    logger.log([{"time": now, "a": 1}, {"time": now, "b": 2}])
+    logger.log([{"time": now, "a": 3, "b": 4}])
+    logger.close(timeout_s=2)
+    (frame,) = written
+    assert frame["a"].tolist()[0] == 1 and frame["a"].isna().tolist() == [False, True, False]
+    assert frame["b"].isna().tolist() == [True, False, False] and frame["b"].tolist()[2] == 4
