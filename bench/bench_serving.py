@@ -4,6 +4,8 @@ One local Ray and one Serve instance on loopback; one model (an untrained, seede
 in a temporary embedded lakeFS server. Five variants, deployed side by side and loaded one at a time,
 in alternating order over ``--rounds`` rounds (so warm-up and drift do not favour one):
 
+a2. bare, two deployments: Ray Serve's own FastAPI-ingress -> model-handle pattern (the topology lockgate
+   uses) with nothing else in it, to separate the cost of the second hop from lockgate's own work.
 a. bare: one ``@serve.deployment`` whose ``__call__`` parses the JSON record and runs the same network
    from the same verified weights (``Predictor.from_registry``): no contract check, no routing, no
    statistics, no inference log, no batching, one hop (proxy -> replica).
@@ -22,8 +24,6 @@ the requests answered by each logging variant (they must match once ``stop_servi
 Run: ``.venv/bin/python bench/bench_serving.py [--duration 20] [--concurrency 16] [--warmup 5]``.
 """
 
-from __future__ import annotations
-
 import argparse
 import asyncio
 import math
@@ -33,10 +33,12 @@ import uuid
 import httpx
 import numpy as np
 from _serving_setup import closed_loop, local_ray, registry_with_model, request_bodies, wait_healthy
+from fastapi import FastAPI, Request
 from ray import serve
-from starlette.requests import Request
 
 BARE_APP = "bare"
+BARE_TWO_HOP_APP = "bare2"
+BARE_TWO_HOP = "bare Serve, ingress+model"
 
 
 @serve.deployment(name="bare", max_ongoing_requests=512)
@@ -53,6 +55,38 @@ class BareModel:
         payload = await request.json()
         records = [payload] if isinstance(payload, dict) else payload
         return {"probabilities": self.predictor.predict(records).tolist()}
+
+
+bare_api = FastAPI()
+
+
+@serve.deployment(name="bare-model", max_ongoing_requests=512)
+class BareModelServer:
+    """Second baseline, model half: score a list of records through a deployment handle."""
+
+    def __init__(self, model_name: str, ref: str, lakefs) -> None:
+        from infra.clients import make_lakefs_client
+        from serving.predictor import Predictor
+
+        self.predictor = Predictor.from_registry(model_name, ref, client=make_lakefs_client(lakefs))
+
+    def predict(self, records: list) -> list:
+        return self.predictor.predict(records).tolist()
+
+
+@serve.deployment(name="bare-ingress", max_ongoing_requests=512)
+@serve.ingress(bare_api)
+class BareIngress:
+    """Second baseline, ingress half: Ray Serve's FastAPI-ingress + model-deployment pattern, nothing else."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    @bare_api.post("/predict")
+    async def predict(self, request: Request) -> dict:
+        payload = await request.json()
+        records = [payload] if isinstance(payload, dict) else payload
+        return {"probabilities": await self.model.predict.remote(records)}
 
 
 def measure(url: str, bodies: list[bytes], *, concurrency: int, warmup_s: float, duration_s: float):
@@ -141,7 +175,20 @@ def main() -> None:
                 route_prefix=f"/{BARE_APP}",
                 blocking=False,
             )
-            urls = {"bare Ray Serve": f"http://127.0.0.1:{base.port}/{BARE_APP}"}
+            serve.run(
+                BareIngress.options(ray_actor_options={"num_cpus": base.replica_num_cpus}).bind(
+                    BareModelServer.options(ray_actor_options={"num_cpus": base.replica_num_cpus}).bind(
+                        registry.model_name, "champion", registry.lakefs
+                    )
+                ),
+                name=BARE_TWO_HOP_APP,
+                route_prefix=f"/{BARE_TWO_HOP_APP}",
+                blocking=False,
+            )
+            urls = {
+                "bare Ray Serve": f"http://127.0.0.1:{base.port}/{BARE_APP}",
+                BARE_TWO_HOP: f"http://127.0.0.1:{base.port}/{BARE_TWO_HOP_APP}/predict",
+            }
             settings_of = {}
             for label, changes in variants.items():
                 settings = base.model_copy(
@@ -152,8 +199,9 @@ def main() -> None:
                 wait_healthy(handle.url)
                 urls[label] = f"{handle.url}/predict"
             wait_healthy_bare(urls["bare Ray Serve"], bodies[0])
+            wait_healthy_bare(urls[BARE_TWO_HOP], bodies[0])
             probabilities = {
-                label: first_probability(url, bodies[0], lockgate=label != "bare Ray Serve")
+                label: first_probability(url, bodies[0], lockgate=label.startswith("lockgate"))
                 for label, url in urls.items()
             }
             runs: dict[str, list] = {label: [] for label in urls}
@@ -175,6 +223,7 @@ def main() -> None:
             for settings in settings_of.values():
                 stop_serving(settings)  # flushes the inference logs
             serve.delete(BARE_APP)
+            serve.delete(BARE_TWO_HOP_APP)
         results = []
         for label in urls:
             result = {"label": label, "runs": runs[label], "probability": probabilities[label]}
@@ -192,7 +241,7 @@ def main() -> None:
                         "rows": len(rows),
                     }
             else:
-                result["route"] = f"/{BARE_APP}"
+                result["route"] = "/" + (BARE_APP if label == "bare Ray Serve" else BARE_TWO_HOP_APP)
             results.append(result)
     print_results(results, args)
 
@@ -236,6 +285,7 @@ def print_results(results: list[dict], args) -> None:
     def ratio(a: float, b: float) -> float:
         return a / b if b and not math.isnan(b) else float("nan")
 
+    two_hop = figures[BARE_TWO_HOP]
     throughput = ratio(full["throughput"], bare["throughput"])
     p99 = ratio(full["p99_ms"], bare["p99_ms"])
     print(
@@ -244,6 +294,12 @@ def print_results(results: list[dict], args) -> None:
     )
     print(f"lockgate / bare p99:        {p99:.2f}x ({'ok' if p99 <= 1.25 else 'OVER'} the <= 1.25x aim)")
     print(f"lockgate / bare p50:        {ratio(full['p50_ms'], bare['p50_ms']):.2f}x")
+    print(
+        f"lockgate / bare Serve with the same two deployments (FastAPI ingress -> model handle): "
+        f"throughput {ratio(full['throughput'], two_hop['throughput']):.2f}x, "
+        f"p50 {ratio(full['p50_ms'], two_hop['p50_ms']):.2f}x, "
+        f"p99 {ratio(full['p99_ms'], two_hop['p99_ms']):.2f}x"
+    )
     print(
         f"batching gain (batched / max_batch_size=1): throughput "
         f"{ratio(full['throughput'], unbatched['throughput']):.2f}x, "
