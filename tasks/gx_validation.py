@@ -138,6 +138,9 @@ def _import_gx():
     warnings.filterwarnings(
         "ignore", message=r"module 'sre_(constants|parse)' is deprecated", category=DeprecationWarning
     )
+    # GX probes optional Google Cloud support; google-api-core (installed with Ray) then asks for
+    # grpcio-status, which lockgate does not need.
+    warnings.filterwarnings("ignore", message=r"Please install grpcio-status", category=ImportWarning)
     import great_expectations as gx
 
     return gx
