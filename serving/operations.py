@@ -79,10 +79,10 @@ def start_serving(
 
     from serving.app import ingress_app, model_app, model_app_name
 
+    ref = _resolve_ref(settings, settings.initial_ref, lakefs)  # an unknown model fails before Ray starts
     connect_ray(settings)
     serve.start(http_options={"host": settings.host, "port": settings.port})
     _check_proxy_port(settings)
-    ref = _resolve_ref(settings, settings.initial_ref, lakefs)
     champion = Route(
         app=model_app_name(settings.app_name, settings.model_name, ref),
         model_name=settings.model_name,
