@@ -1,0 +1,411 @@
+"""The signed webhook relay: a small FastAPI service that turns external HTTP requests into Prefect
+events, so that automations (retrain, deploy, ...) can key on them.
+
+Endpoints
+---------
+``POST /hooks/events/{name}``
+    A JSON object body, signed as below. Emits ``lockgate.external.<name>`` with the body as the
+    payload and the resource ``lockgate.webhook.<name>``. ``name`` must match
+    ``^[a-z][a-z0-9_.-]{0,63}$`` (400 otherwise). Answers 202 ``{"event": ..., "id": ...}``.
+``POST /hooks/lakefs``
+    A lakeFS action webhook (``_lakefs_actions/*.yaml``, ``type: webhook``). A ``post-merge`` into a
+    branch emits ``lockgate.dataset.merged`` with the resource ``lakefs.<repository>.<branch>``;
+    every other ``event_type`` is answered 200 ``{"ignored": ...}`` and emits nothing.
+``GET /health``
+    200 ``{"status": "ok"}``.
+
+Signing scheme (implement it in any language)
+---------------------------------------------
+Every request to ``/hooks/events/{name}`` carries three headers::
+
+    X-Lockgate-Timestamp: <unix time in whole seconds, e.g. 1795762205>
+    X-Lockgate-Nonce:     <16-128 characters of [A-Za-z0-9_-], unique per request, e.g. a UUID4 hex>
+    X-Lockgate-Signature: sha256=<lowercase hex HMAC-SHA256>
+
+where the HMAC key is the shared secret (UTF-8) and the message is the bytes
+``f"{timestamp}.{nonce}."`` (ASCII) followed by the exact raw request body, e.g. in Python::
+
+    message = f"{timestamp}.{nonce}.".encode() + body
+    signature = "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+The relay compares signatures in constant time. It answers 401 when a header is missing or malformed,
+when the signature does not match (``"bad signature"``), when the timestamp is more than
+``replay_window_s`` seconds before or after its clock (``"expired"``), and when the nonce was already
+accepted within the window (``"replayed"``). :func:`sign` builds the headers.
+
+lakeFS webhooks
+---------------
+lakeFS action webhooks (and the embedded server's, see ``infra/lakefs_server/hooks.py``) send a
+plain JSON POST and cannot add the headers above. So: when ``lakefs_secret`` is set, ``/hooks/lakefs``
+requires the same signature made with that secret (put a signing proxy in front of lakeFS); when it
+is unset, ``/hooks/lakefs`` accepts unsigned requests, and must then only be reachable from lakeFS
+(bind the relay to a private network); signature headers, if any, are then ignored. Nonces are
+remembered for ``replay_window_s``, at most ``nonce_cache_size`` of them (the oldest go first).
+
+Limits on every hook: bodies over ``max_body_bytes`` are refused with 413, and each client address
+gets ``rate_limit_per_minute`` requests per minute per event name (a token bucket; 429 with
+``Retry-After`` beyond). No event is emitted on any 4xx answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import prefect.events
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infra.settings import is_placeholder
+
+EXTERNAL_EVENT_PREFIX = "lockgate.external."
+MERGED_EVENT = "lockgate.dataset.merged"
+TIMESTAMP_HEADER = "X-Lockgate-Timestamp"
+NONCE_HEADER = "X-Lockgate-Nonce"
+SIGNATURE_HEADER = "X-Lockgate-Signature"
+EVENT_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+NONCE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+MIN_SECRET_LENGTH = 16
+LAKEFS_FIELDS = (
+    "event_type",
+    "event_time",
+    "action_name",
+    "hook_id",
+    "repository_id",
+    "branch_id",
+    "source_ref",
+    "commit_id",
+    "commit_message",
+    "committer",
+    "commit_metadata",
+)
+
+Emit = Callable[..., Any]
+
+
+def _check_secret(value: SecretStr | None, variable: str) -> SecretStr | None:
+    if value is None:
+        return None
+    secret = value.get_secret_value()
+    if is_placeholder(secret) or len(secret) < MIN_SECRET_LENGTH:
+        # The value itself is not echoed: it may be a real, if weak, secret.
+        raise ValueError(
+            f"looks like a placeholder or is shorter than {MIN_SECRET_LENGTH} characters: "
+            f"set {variable} to a long random secret (e.g. `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'`)"
+        )
+    return value
+
+
+class RelaySettings(BaseSettings):
+    """Secrets and limits of the webhook relay (``LOCKGATE_WEBHOOK_*``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LOCKGATE_WEBHOOK_", extra="ignore", hide_input_in_errors=True
+    )
+
+    secret: SecretStr = Field(
+        ...,
+        description="Shared HMAC-SHA256 secret external systems sign /hooks/events requests with "
+        f"(at least {MIN_SECRET_LENGTH} characters, no placeholder). Never logged.",
+    )
+    lakefs_secret: SecretStr | None = Field(
+        None,
+        description="Secret /hooks/lakefs requests must be signed with; unset: lakeFS webhooks are "
+        "accepted unsigned (lakeFS cannot sign), so keep the relay on a private network.",
+    )
+    replay_window_s: int = Field(
+        300,
+        ge=1,
+        le=3600,
+        description="Largest clock difference accepted, and how long nonces are remembered.",
+    )
+    max_body_bytes: int = Field(65_536, ge=1, description="Largest request body (413 beyond it).")
+    rate_limit_per_minute: int = Field(
+        60, ge=1, description="Requests per minute per client address and event name (429 beyond it)."
+    )
+    nonce_cache_size: int = Field(
+        10_000, ge=1, description="Nonces remembered at most; the oldest are forgotten first."
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _refuse_weak_secret(cls, value: SecretStr) -> SecretStr:
+        return _check_secret(value, "LOCKGATE_WEBHOOK_SECRET")  # type: ignore[return-value]
+
+    @field_validator("lakefs_secret")
+    @classmethod
+    def _refuse_weak_lakefs_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_secret(value, "LOCKGATE_WEBHOOK_LAKEFS_SECRET")
+
+
+# -- signing -------------------------------------------------------------------------------------
+
+
+def signature(secret: str, body: bytes, *, timestamp: str, nonce: str) -> str:
+    """The ``X-Lockgate-Signature`` value of ``body`` (see the module docstring)."""
+    message = f"{timestamp}.{nonce}.".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def sign(
+    secret: str | SecretStr, body: bytes, *, timestamp: int | None = None, nonce: str | None = None
+) -> dict[str, str]:
+    """The headers that sign ``body`` for the relay; ``timestamp`` defaults to now, ``nonce`` to a
+    fresh random one."""
+    key = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    nonce = nonce if nonce is not None else secrets.token_hex(16)
+    return {
+        TIMESTAMP_HEADER: stamp,
+        NONCE_HEADER: nonce,
+        SIGNATURE_HEADER: signature(key, body, timestamp=stamp, nonce=nonce),
+    }
+
+
+class Rejected(Exception):
+    """A request refused with ``status`` and a short ``detail``."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+
+
+class NonceCache:
+    """Nonces accepted in the last ``ttl_s`` seconds, at most ``capacity`` of them (thread-safe)."""
+
+    def __init__(self, ttl_s: float, capacity: int, *, clock: Callable[[], float] = time.time) -> None:
+        self.ttl_s = ttl_s
+        self.capacity = capacity
+        self._clock = clock
+        self._seen: OrderedDict[str, float] = OrderedDict()  # nonce -> expiry, oldest first
+        self._lock = threading.Lock()
+
+    def add(self, nonce: str) -> bool:
+        """Remember ``nonce``; False when it was already remembered (a replay)."""
+        now = self._clock()
+        with self._lock:
+            while self._seen:
+                oldest, expiry = next(iter(self._seen.items()))
+                if expiry > now and len(self._seen) < self.capacity:
+                    break
+                del self._seen[oldest]
+            if nonce in self._seen:
+                return False
+            self._seen[nonce] = now + self.ttl_s
+            return True
+
+
+def verify(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    nonces: NonceCache,
+    window_s: float,
+    now: float | None = None,
+) -> None:
+    """Check the signature headers of a request; raise :class:`Rejected` (401) when they fail.
+
+    The nonce is remembered only once the signature is known to be good, so unsigned junk cannot
+    fill the cache or burn a sender's future nonces.
+    """
+    stamp = headers.get(TIMESTAMP_HEADER)
+    nonce = headers.get(NONCE_HEADER)
+    given = headers.get(SIGNATURE_HEADER)
+    if not stamp or not nonce or not given:
+        raise Rejected(
+            401,
+            f"missing signature headers: {TIMESTAMP_HEADER}, {NONCE_HEADER} and {SIGNATURE_HEADER} needed",
+        )
+    if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
+        raise Rejected(401, f"bad {TIMESTAMP_HEADER}: unix time in whole seconds expected")
+    if not NONCE.match(nonce):
+        raise Rejected(401, f"bad {NONCE_HEADER}: 16-128 characters of [A-Za-z0-9_-] expected")
+    expected = signature(secret, body, timestamp=stamp, nonce=nonce)
+    if not hmac.compare_digest(expected.encode(), given.strip().encode("utf-8", "replace")):
+        raise Rejected(401, "bad signature")
+    current = time.time() if now is None else now
+    if abs(current - int(stamp)) > window_s:
+        raise Rejected(401, "expired")
+    if not nonces.add(nonce):
+        raise Rejected(401, "replayed")
+
+
+class RateLimiter:
+    """A token bucket per key: ``per_minute`` requests a minute, bursts up to ``per_minute``."""
+
+    def __init__(
+        self, per_minute: int, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 10_000
+    ):
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.max_keys = max_keys
+        self._clock = clock
+        self._buckets: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: tuple[str, str]) -> float:
+        """Take a token for ``key``; return 0 when allowed, else the seconds until one is free."""
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.pop(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            wait = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = (1.0 - tokens) / self.rate
+            self._buckets[key] = (tokens, now)
+            while len(self._buckets) > self.max_keys:  # forget the least recently seen clients
+                self._buckets.popitem(last=False)
+            return wait
+
+
+# -- parsing -------------------------------------------------------------------------------------
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """The JSON object in ``body``; raise :class:`Rejected` (400) for anything else."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise Rejected(400, f"body is not valid JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise Rejected(400, f"body must be a JSON object, not {type(document).__name__}")
+    return document
+
+
+def lakefs_merge_event(hook: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``emit_event`` arguments for a lakeFS webhook body, or None when its event type is not
+    relayed; raise :class:`Rejected` (400) when the body lacks what a merge event needs."""
+    event_type = hook.get("event_type")
+    if not isinstance(event_type, str) or not event_type:
+        raise Rejected(400, "lakeFS webhook body needs a string 'event_type'")
+    if event_type != "post-merge":
+        return None
+    fields = {}
+    for key in ("repository_id", "branch_id", "commit_id"):
+        value = hook.get(key)
+        if not isinstance(value, str) or not value:
+            raise Rejected(400, f"lakeFS post-merge webhook body needs a string {key!r}")
+        fields[key] = value
+    repository, branch, commit = fields["repository_id"], fields["branch_id"], fields["commit_id"]
+    resource = {
+        "prefect.resource.id": f"lakefs.{repository}.{branch}",
+        "lakefs.repository": repository,
+        "lakefs.branch": branch,
+        "lakefs.commit": commit,
+    }
+    if isinstance(hook.get("source_ref"), str):
+        resource["lakefs.source_ref"] = hook["source_ref"]
+    payload = {key: hook[key] for key in LAKEFS_FIELDS if key in hook}
+    payload["source"] = "lakefs-webhook"
+    return {"event": MERGED_EVENT, "resource": resource, "payload": payload}
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Rejected(413, f"body larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Rejected(413, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(settings: RelaySettings, *, emit: Emit = prefect.events.emit_event) -> FastAPI:
+    """The relay app; ``emit`` is called as ``emit(event=..., resource=..., payload=...)``."""
+    app = FastAPI(title="lockgate webhook relay", docs_url=None, redoc_url=None)
+    window = float(settings.replay_window_s)
+    event_nonces = NonceCache(window, settings.nonce_cache_size)
+    lakefs_nonces = NonceCache(window, settings.nonce_cache_size)
+    limiter = RateLimiter(settings.rate_limit_per_minute)
+
+    @app.exception_handler(Rejected)
+    async def _rejected(request: Request, error: Rejected) -> JSONResponse:
+        return JSONResponse({"detail": error.detail}, status_code=error.status, headers=error.headers)
+
+    def _throttle(request: Request, name: str) -> None:
+        client = request.client.host if request.client else "unknown"
+        wait = limiter.take((client, name))
+        if wait:
+            raise Rejected(429, "rate limit exceeded", headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+    def _emit(arguments: dict[str, Any]) -> JSONResponse:
+        try:
+            event = emit(**arguments)
+        except Exception as error:  # noqa: BLE001 - any failure of the event client is a 503
+            return JSONResponse({"detail": f"could not emit the event: {error}"}, status_code=503)
+        event_id = getattr(event, "id", None)
+        return JSONResponse(
+            {"event": arguments["event"], "id": str(event_id) if event_id else None}, status_code=202
+        )
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/hooks/events/{name}")
+    async def external_event(name: str, request: Request) -> JSONResponse:
+        if not EVENT_NAME.match(name):
+            raise Rejected(400, "bad event name: it must match ^[a-z][a-z0-9_.-]{0,63}$")
+        _throttle(request, name)
+        body = await _read_body(request, settings.max_body_bytes)
+        verify(
+            settings.secret.get_secret_value(), request.headers, body, nonces=event_nonces, window_s=window
+        )
+        payload = parse_object(body)
+        return _emit(
+            {
+                "event": f"{EXTERNAL_EVENT_PREFIX}{name}",
+                "resource": {"prefect.resource.id": f"lockgate.webhook.{name}", "lockgate.webhook": name},
+                "payload": payload,
+            }
+        )
+
+    @app.post("/hooks/lakefs")
+    async def lakefs_webhook(request: Request) -> JSONResponse:
+        _throttle(request, "lakefs")
+        body = await _read_body(request, settings.max_body_bytes)
+        if settings.lakefs_secret is not None:
+            verify(
+                settings.lakefs_secret.get_secret_value(),
+                request.headers,
+                body,
+                nonces=lakefs_nonces,
+                window_s=window,
+            )
+        hook = parse_object(body)
+        arguments = lakefs_merge_event(hook)
+        if arguments is None:
+            return JSONResponse({"ignored": hook["event_type"]}, status_code=200)
+        return _emit(arguments)
+
+    return app
+
+
+def run_relay(settings: RelaySettings, host: str = "127.0.0.1", port: int = 8200) -> None:
+    """Serve the relay with uvicorn until interrupted (for the CLI)."""
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
