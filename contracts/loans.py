@@ -38,6 +38,8 @@ FEATURE_COLUMNS = (
     "years_house_owned",
     "loan_amount",
 )
+# Codes rather than quantities: monitoring compares their category shares (chi-squared).
+CATEGORICAL_COLUMNS = ("education_level", "car_maker", "zipcode")
 
 
 class LoanApplicationRaw(pa.DataFrameModel):

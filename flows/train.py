@@ -28,6 +28,7 @@ from tasks import evaluation, registry, training
 from tasks.datasets import check_dataset_name, get_dataset
 
 REGISTERED_EVENT = "lockgate.model.registered"
+REFERENCE_ARTIFACT = registry.REFERENCE_ARTIFACT
 
 
 class TrainParameters(BaseModel):
@@ -100,6 +101,10 @@ def train_flow(parameters: TrainParameters) -> dict[str, Any]:
             artifacts["slices.csv"] = folder / "slices.csv"
         (folder / "metrics.json").write_text(json.dumps(metrics.to_dict(), indent=2))
         artifacts["metrics.json"] = folder / "metrics.json"
+        # The holdout with the model's own probabilities: the reference monitoring compares live
+        # requests with, and the fresh holdout a retrain scores the champion on.
+        holdout.to_parquet(folder / REFERENCE_ARTIFACT, index=False)
+        artifacts[REFERENCE_ARTIFACT] = folder / REFERENCE_ARTIFACT
         lineage = registry.ModelLineage(
             data_repository=data.repository,
             data_commit_id=data.commit_id,

@@ -29,11 +29,10 @@ from typing import Any
 import pandas as pd
 
 from tasks.errors import NoChangesError
+from tasks.feedback import INFERENCE_REPOSITORY, LOG_PREFIX
 
 logger = logging.getLogger(__name__)
 
-INFERENCE_REPOSITORY = "lockgate-inference"
-LOG_PREFIX = "logs/"
 # Columns every log row has, besides the request's feature columns.
 BASE_COLUMNS = (
     "request_id",

@@ -44,6 +44,8 @@ class DatasetSpec:
         repository: lakeFS repository that holds the dataset.
         extra_columns: Policy for columns the contract does not declare (``reject``: the raw model is
             strict; a new column is a schema change to declare first).
+        categorical_columns: Feature columns whose values are codes, not quantities (drift monitoring
+            tests them with chi-squared instead of Kolmogorov-Smirnov).
     """
 
     name: str
@@ -56,6 +58,7 @@ class DatasetSpec:
     feature_columns: tuple[str, ...]
     repository: str
     extra_columns: Literal["reject"] = "reject"
+    categorical_columns: tuple[str, ...] = ()
     columns: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -66,6 +69,14 @@ class DatasetSpec:
             raise ValueError(
                 f"dataset {self.name!r}: columns {missing} are not declared in {self.raw_model.__name__}"
             )
+        stray = [c for c in self.categorical_columns if c not in self.feature_columns]
+        if stray:
+            raise ValueError(f"dataset {self.name!r}: categorical columns {stray} are not feature columns")
+
+    @property
+    def numeric_columns(self) -> tuple[str, ...]:
+        """Feature columns that are quantities (every feature not declared categorical)."""
+        return tuple(c for c in self.feature_columns if c not in self.categorical_columns)
 
 
 def builtin_datasets() -> dict[str, DatasetSpec]:
@@ -83,6 +94,7 @@ def builtin_datasets() -> dict[str, DatasetSpec]:
             target=loans.TARGET_COLUMN,
             feature_columns=loans.FEATURE_COLUMNS,
             repository="lockgate-loans",
+            categorical_columns=loans.CATEGORICAL_COLUMNS,
         ),
         DatasetSpec(
             name="breast-cancer",
@@ -116,6 +128,14 @@ def check_dataset_name(name: str) -> str:
     if name not in known:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(known))}")
     return name
+
+
+def dataset_for_repository(repository: str) -> DatasetSpec:
+    """The declared dataset stored in lakeFS repository ``repository`` (e.g. from a model card)."""
+    for spec in available_datasets().values():
+        if spec.repository == repository:
+            return spec
+    raise UnknownDatasetError(f"no declared dataset lives in lakeFS repository {repository!r}")
 
 
 def get_dataset(name: str) -> DatasetSpec:

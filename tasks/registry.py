@@ -63,6 +63,9 @@ from tasks.versioning import (
 MODELS_REPOSITORY = "lockgate-models"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
+# Holdout rows (features, target, the model's probability) stored with a version: the monitoring
+# reference and the holdout a retrain compares champion and challenger on.
+REFERENCE_ARTIFACT = "reference.parquet"
 ALIASES = ("champion", "challenger")
 LATEST = "latest"
 REQUIRED_LIBRARIES = ("torch", "numpy", "pandas", "safetensors", "lockgate")
@@ -565,6 +568,37 @@ def load_model(
             f"readable safetensors ({error})"
         ) from error
     return LoadedModel(card=card, state_dict=state_dict, commit_id=target.commit_id)
+
+
+def read_artifact(
+    model_name: str, ref: str, name: str, *, client: lakefs.Client, repository: str = MODELS_REPOSITORY
+) -> bytes:
+    """The bytes of artifact ``name`` (e.g. ``reference.parquet``) of a version, checked against its card.
+
+    Raises:
+        ModelNotFoundError: unknown model, version or alias, or the version has no artifact ``name``
+            (the message lists the artifacts it has).
+        ModelIntegrityError: the artifact is missing from storage or its SHA-256 differs from the card's.
+    """
+    target = _resolve(repository, model_name, ref, client=client)
+    card = _read_card(repository, target, client=client)
+    expected = card.artifact_sha256.get(name)
+    if expected is None:
+        raise ModelNotFoundError(
+            f"model {model_name!r} {target.version} has no artifact {name!r}; it has: "
+            f"{', '.join(sorted(card.artifact_sha256)) or 'none'}"
+        )
+    path = _version_path(target, name)
+    payload = _read_object(repository, target.commit_id, path, client=client)
+    if payload is None:
+        raise ModelIntegrityError(
+            f"model {model_name!r} {target.version} is incomplete: no {name!r} at "
+            f"{_location(repository, target.commit_id, path)}"
+        )
+    actual = hashlib.sha256(payload).hexdigest()
+    if actual != expected:
+        raise ModelIntegrityError(_mismatch(repository, target, path, expected, actual))
+    return payload
 
 
 def _check_model_name(model_name: str) -> None:

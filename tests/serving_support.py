@@ -9,7 +9,7 @@ import torch
 
 from contracts.loans import FEATURE_COLUMNS
 from tasks.generate import GeneratorConfig, generate_frame
-from tasks.models import FeatureSpec, make_mlp
+from tasks.models import FeatureSpec, make_mlp, predict_proba
 from tasks.registry import ModelLineage, register_model
 
 MODEL_NAME = "loans-mlp"
@@ -49,6 +49,7 @@ def register_loans_model(
     risk_level: str = "normal",
     model_name: str = MODEL_NAME,
     repository: str | None = None,
+    artifacts: dict | None = None,
 ):
     """Register a loans MLP (untrained, seeded) with a complete lineage; returns the registered version."""
     network, spec = loans_network(seed, bias=bias)
@@ -64,6 +65,28 @@ def register_loans_model(
         risk_level=risk_level,
     )
     options = {"repository": repository} if repository else {}
+    if artifacts:
+        options["artifacts"] = artifacts
     return register_model(
         model_name, state_dict=network.state_dict(), lineage=lineage, client=client, **options
+    )
+
+
+def loans_probabilities(frame, *, seed: int = 0, bias: float | None = None) -> np.ndarray:
+    """What the model ``register_loans_model(seed=, bias=)`` answers for the rows of ``frame``."""
+    network, spec = loans_network(seed, bias=bias)
+    return predict_proba(network, spec.transform(frame))
+
+
+def register_monitored_model(
+    client, tmp_path, *, model_name: str, seed: int = 0, reference_rows: int = 3_000
+):
+    """A loans model whose reference sample (``reference.parquet``) is generated loans data with the
+    model's own probabilities, as ``train_flow`` stores it; returns the registered version."""
+    frame = generate_frame(GeneratorConfig(rows=reference_rows, seed=10_000 + seed))
+    frame["probability"] = loans_probabilities(frame, seed=seed)
+    path = tmp_path / f"{model_name}-reference.parquet"
+    frame.to_parquet(path, index=False)
+    return register_loans_model(
+        client, seed=seed, model_name=model_name, artifacts={"reference.parquet": path}
     )

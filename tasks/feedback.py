@@ -1,0 +1,142 @@
+"""The labels feedback path: observed outcomes, keyed by request ID, stored beside the inference log.
+
+A batch is checked against ``contracts.feedback.OutcomeLabel`` first; a bad batch is refused whole
+with every problem named, and nothing is written. A good batch becomes one Parquet object under
+``labels/date=YYYY-MM-DD/`` on ``main`` of the inference repository, published by a single commit,
+so monitoring sees all of it or none of it.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import lakefs
+import pandas as pd
+import pandera.errors
+
+from contracts.feedback import LABEL_COLUMNS, OutcomeLabel
+from tasks.errors import InvalidInputError
+from tasks.versioning import commit_changes, default_storage_namespace, ensure_repository, write_dataframe
+
+INFERENCE_REPOSITORY = "lockgate-inference"
+LOG_PREFIX = "logs/"
+LABELS_PREFIX = "labels/"
+_EXAMPLES = 3
+
+
+class LabelError(InvalidInputError):
+    """A label batch breaks the outcome contract (the message lists every problem)."""
+
+
+@dataclass(frozen=True)
+class LabelBatch:
+    """Where a stored batch went."""
+
+    rows: int
+    path: str
+    commit_id: str
+
+    @property
+    def location(self) -> str:
+        return f"lakefs://{INFERENCE_REPOSITORY}/{self.commit_id}/{self.path}"
+
+
+def read_label_file(path: str | Path) -> pd.DataFrame:
+    """Read a CSV, JSON-lines or Parquet file of labels; the error names the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelError(f"label file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path, dtype={"request_id": str})
+        if suffix in (".jsonl", ".ndjson"):
+            return pd.read_json(path, lines=True, dtype={"request_id": str})
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+    except (ValueError, OSError) as error:
+        raise LabelError(f"label file {str(path)!r} is not readable as {suffix[1:]}: {error}") from error
+    raise LabelError(f"label file {str(path)!r}: use .csv, .jsonl or .parquet, not {suffix or 'no suffix'!r}")
+
+
+def check_labels(frame: pd.DataFrame, *, now: datetime | None = None) -> pd.DataFrame:
+    """The batch in contract form (``record_index`` 0 and ``observed_at`` now when absent).
+
+    Raises:
+        LabelError: unknown or missing columns, an empty batch, or rows breaking the contract; the
+            message names each column, check and a few failing values.
+    """
+    if frame.empty:
+        raise LabelError("the label batch is empty")
+    extra = sorted(set(frame.columns) - set(LABEL_COLUMNS))
+    if extra:
+        raise LabelError(f"unknown label column(s) {extra}; a label row has {list(LABEL_COLUMNS)}")
+    missing = [c for c in ("request_id", "outcome") if c not in frame.columns]
+    if missing:
+        raise LabelError(f"label batch lacks column(s) {missing}")
+    prepared = frame.copy()
+    if "record_index" not in prepared:
+        prepared["record_index"] = 0
+    if "observed_at" not in prepared:
+        prepared["observed_at"] = now or datetime.now(UTC)
+    try:
+        observed = pd.to_datetime(prepared["observed_at"], utc=True, errors="raise")
+    except (ValueError, TypeError) as error:
+        raise LabelError(f"column 'observed_at' holds values that are not times: {error}") from None
+    prepared["observed_at"] = observed.dt.tz_localize(None)  # naive UTC, as stored
+    if prepared["request_id"].isna().any():
+        raise LabelError(f"column 'request_id' is empty in {int(prepared['request_id'].isna().sum())} row(s)")
+    prepared["request_id"] = prepared["request_id"].astype(str)
+    try:
+        validated = OutcomeLabel.validate(prepared[list(LABEL_COLUMNS)], lazy=True)
+    except pandera.errors.SchemaErrors as errors:
+        raise LabelError("label batch refused: " + _describe(errors.failure_cases)) from None
+    return validated.reset_index(drop=True)
+
+
+def ingest_labels(
+    frame: pd.DataFrame,
+    *,
+    client: lakefs.Client,
+    repository: str = INFERENCE_REPOSITORY,
+    source: str = "",
+) -> LabelBatch:
+    """Check ``frame`` and publish it as one commit on ``main`` of the inference repository."""
+    labels = check_labels(frame)
+    namespace = default_storage_namespace(repository, client=client)
+    ensure_repository(repository, storage_namespace=namespace, client=client)
+    path = f"{LABELS_PREFIX}date={datetime.now(UTC):%Y-%m-%d}/{uuid.uuid4().hex}.parquet"
+    write_dataframe(labels, repository=repository, branch="main", path=path, client=client)
+    commit_id = commit_changes(
+        repository,
+        "main",
+        message=f"labels: {len(labels)} outcome(s)" + (f" from {source}" if source else ""),
+        metadata={"lockgate.kind": "labels", "lockgate.rows": str(len(labels)), "lockgate.path": path},
+        client=client,
+    )
+    return LabelBatch(rows=len(labels), path=path, commit_id=commit_id)
+
+
+def read_parquet_objects(
+    repository: str, ref: str, paths: list[str], *, client: lakefs.Client
+) -> pd.DataFrame | None:
+    """The Parquet objects at ``ref`` concatenated, or None when ``paths`` is empty."""
+    reference = lakefs.Reference(repository, ref, client=client)
+    frames = []
+    for path in paths:
+        with reference.object(path).reader(mode="rb") as reader:
+            frames.append(pd.read_parquet(io.BytesIO(reader.read())))
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _describe(failures: pd.DataFrame) -> str:
+    parts = []
+    for (column, check), group in failures.groupby(["column", "check"], dropna=False, sort=False):
+        examples = ", ".join(repr(v) for v in group["failure_case"].head(_EXAMPLES))
+        name = "dataframe" if pd.isna(column) else column
+        parts.append(f"{name}: {check} failed for {len(group)} row(s) (e.g. {examples})")
+    return "; ".join(parts)
