@@ -9,10 +9,44 @@ Endpoints
     ``^[a-z][a-z0-9_.-]{0,63}$`` (400 otherwise). Answers 202 ``{"event": ..., "id": ...}``.
 ``POST /hooks/lakefs``
     A lakeFS action webhook (``_lakefs_actions/*.yaml``, ``type: webhook``). A ``post-merge`` into a
-    branch emits ``lockgate.dataset.merged`` with the resource ``lakefs.<repository>.<branch>``;
-    every other ``event_type`` is answered 200 ``{"ignored": ...}`` and emits nothing.
+    branch emits ``lockgate.dataset.merged`` with the resource ``lakefs.<repository>.<branch>``.
+    A ``pre-merge`` is the contract gate (below). Every other ``event_type`` is answered 200
+    ``{"ignored": ...}`` and emits nothing.
 ``GET /health``
     200 ``{"status": "ok"}``.
+
+The pre-merge contract gate
+---------------------------
+Install an action with a ``pre-merge`` webhook on the protected branches of a dataset repository::
+
+    name: contract gate
+    on:
+      pre-merge:
+        branches: [main]
+    hooks:
+      - id: contract-gate
+        type: webhook
+        properties:
+          url: http://relay.internal:8200/hooks/lakefs
+          timeout: 5m
+
+lakeFS refuses a merge (412 to whoever merged) when a pre-merge webhook answers anything but 2xx.
+For a merge into one of ``protected_branches`` of a repository that holds a declared dataset, the
+relay runs :func:`tasks.merge_gate.check_merge` on what the merge brings (every added or changed
+object under ``data/``; see that module for the rules) and answers:
+
+* 200 ``{"passed": true, "checked": true, "files_checked": [...], ...}`` when it passes;
+* 412 ``{"passed": false, "checked": true, "failures": [{"file", "column", "check", "count",
+  "examples"}, ...], "detail": "<one line per failure>"}`` when it does not;
+* 503 ``{"passed": false, "detail": "could not check the merge: ..."}`` when the check itself fails
+  (lakeFS unreachable, a ref gone): the gate fails closed;
+* 200 ``{"passed": true, "checked": false, "reason": ...}`` for a branch that is not protected or a
+  repository that holds no declared dataset: not the gate's business, so never blocked.
+
+A ``pre-merge`` body needs string ``repository_id``, ``branch_id`` (the destination) and
+``source_ref`` (400 otherwise). The check reads lakeFS with the client from ``lakefs_client_factory``
+(default: ``LakeFSSettings`` from the environment). lakeFS keeps each webhook's answer in the action
+run's hook output, so the 412 body is what a person reads to see why the merge was refused.
 
 Signing scheme (implement it in any language)
 ---------------------------------------------
@@ -59,18 +93,25 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import prefect.events
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.settings import is_placeholder
 
+if TYPE_CHECKING:
+    import lakefs
+
+    from tasks.datasets import DatasetSpec
+
 EXTERNAL_EVENT_PREFIX = "lockgate.external."
 MERGED_EVENT = "lockgate.dataset.merged"
+PRE_MERGE = "pre-merge"
 TIMESTAMP_HEADER = "X-Lockgate-Timestamp"
 NONCE_HEADER = "X-Lockgate-Nonce"
 SIGNATURE_HEADER = "X-Lockgate-Signature"
@@ -92,6 +133,8 @@ LAKEFS_FIELDS = (
 )
 
 Emit = Callable[..., Any]
+LakeFSClientFactory = Callable[[], "lakefs.Client"]
+DatasetsProvider = Callable[[], Mapping[str, "DatasetSpec"]]
 
 
 def _check_secret(value: SecretStr | None, variable: str) -> SecretStr | None:
@@ -138,6 +181,23 @@ class RelaySettings(BaseSettings):
     nonce_cache_size: int = Field(
         10_000, ge=1, description="Nonces remembered at most; the oldest are forgotten first."
     )
+    protected_branches: list[str] = Field(
+        default_factory=lambda: ["main"],
+        description="Branches (exact names) whose lakeFS pre-merge webhooks run the contract gate; a "
+        "merge into any other branch is allowed unchecked. JSON list in the environment.",
+    )
+    require_contract_report: bool = Field(
+        True,
+        description="The contract gate also refuses data whose batch has no passed contract report "
+        "on the source ref (see tasks.merge_gate).",
+    )
+
+    @field_validator("protected_branches")
+    @classmethod
+    def _check_branches(cls, value: list[str]) -> list[str]:
+        if any(not branch.strip() for branch in value):
+            raise ValueError("protected branch names must not be empty")
+        return value
 
     @field_validator("secret")
     @classmethod
@@ -317,6 +377,31 @@ def lakefs_merge_event(hook: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"event": MERGED_EVENT, "resource": resource, "payload": payload}
 
 
+def pre_merge_request(hook: Mapping[str, Any]) -> tuple[str, str, str]:
+    """``(repository, destination branch, source ref)`` of a lakeFS pre-merge webhook body; raise
+    :class:`Rejected` (400) when one is missing."""
+    fields = []
+    for key in ("repository_id", "branch_id", "source_ref"):
+        value = hook.get(key)
+        if not isinstance(value, str) or not value:
+            raise Rejected(400, f"lakeFS pre-merge webhook body needs a string {key!r}")
+        fields.append(value)
+    return fields[0], fields[1], fields[2]
+
+
+def _default_lakefs_client() -> lakefs.Client:
+    from infra.clients import make_lakefs_client
+    from infra.settings import LakeFSSettings
+
+    return make_lakefs_client(LakeFSSettings())
+
+
+def _default_datasets() -> Mapping[str, DatasetSpec]:
+    from tasks.datasets import available_datasets
+
+    return available_datasets()
+
+
 # -- the app -------------------------------------------------------------------------------------
 
 
@@ -333,13 +418,32 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(settings: RelaySettings, *, emit: Emit = prefect.events.emit_event) -> FastAPI:
-    """The relay app; ``emit`` is called as ``emit(event=..., resource=..., payload=...)``."""
+def create_app(
+    settings: RelaySettings,
+    *,
+    emit: Emit = prefect.events.emit_event,
+    lakefs_client_factory: LakeFSClientFactory = _default_lakefs_client,
+    datasets: DatasetsProvider = _default_datasets,
+) -> FastAPI:
+    """The relay app.
+
+    Args:
+        settings: Secrets, limits and the protected branches.
+        emit: Called as ``emit(event=..., resource=..., payload=...)`` for each relayed event.
+        lakefs_client_factory: Builds the lakeFS client the contract gate reads with; called once, at
+            the first pre-merge webhook that needs it (default: ``LakeFSSettings`` from the environment).
+        datasets: The declared datasets by name (default: ``available_datasets``); the gate checks the
+            one whose repository is merged into.
+    """
+    from tasks.merge_gate import check_merge, find_dataset_for_repository
+
     app = FastAPI(title="lockgate webhook relay", docs_url=None, redoc_url=None)
     window = float(settings.replay_window_s)
     event_nonces = NonceCache(window, settings.nonce_cache_size)
     lakefs_nonces = NonceCache(window, settings.nonce_cache_size)
     limiter = RateLimiter(settings.rate_limit_per_minute)
+    clients: list[lakefs.Client] = []
+    client_lock = threading.Lock()
 
     @app.exception_handler(Rejected)
     async def _rejected(request: Request, error: Rejected) -> JSONResponse:
@@ -360,6 +464,41 @@ def create_app(settings: RelaySettings, *, emit: Emit = prefect.events.emit_even
         return JSONResponse(
             {"event": arguments["event"], "id": str(event_id) if event_id else None}, status_code=202
         )
+
+    def _lakefs_client() -> lakefs.Client:
+        with client_lock:
+            if not clients:
+                clients.append(lakefs_client_factory())
+            return clients[0]
+
+    def _check(repository: str, branch: str, source_ref: str) -> tuple[int, dict[str, Any]]:
+        """The gate's answer (status, body) to a pre-merge; runs off the event loop (lakeFS I/O)."""
+        unchecked = {"passed": True, "checked": False, "repository": repository, "branch": branch}
+        if branch not in settings.protected_branches:
+            return 200, {**unchecked, "reason": f"branch {branch!r} is not protected"}
+        spec = find_dataset_for_repository(repository, datasets=datasets())
+        if spec is None:
+            return 200, {**unchecked, "reason": f"repository {repository!r} holds no declared dataset"}
+        check = check_merge(
+            spec,
+            source_ref=source_ref,
+            destination_ref=branch,
+            client=_lakefs_client(),
+            require_report=settings.require_contract_report,
+        )
+        body = {"checked": True, **check.to_dict(), "detail": check.message()}
+        return (200 if check.passed else 412), body
+
+    async def _gate_merge(hook: Mapping[str, Any]) -> JSONResponse:
+        repository, branch, source_ref = pre_merge_request(hook)
+        try:
+            status, body = await run_in_threadpool(_check, repository, branch, source_ref)
+        except Exception as error:  # noqa: BLE001 - the gate fails closed: lakeFS refuses the merge
+            return JSONResponse(
+                {"passed": False, "detail": f"could not check the merge: {type(error).__name__}: {error}"},
+                status_code=503,
+            )
+        return JSONResponse(body, status_code=status)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -396,6 +535,8 @@ def create_app(settings: RelaySettings, *, emit: Emit = prefect.events.emit_even
                 window_s=window,
             )
         hook = parse_object(body)
+        if hook.get("event_type") == PRE_MERGE:
+            return await _gate_merge(hook)
         arguments = lakefs_merge_event(hook)
         if arguments is None:
             return JSONResponse({"ignored": hook["event_type"]}, status_code=200)
