@@ -1078,6 +1078,134 @@ def predict(
     console.print(table)
 
 
+@app.command("monitor")
+def monitor(
+    model_name: Annotated[str, typer.Option(help="Model whose champion is watched.")] = "loans-mlp",
+    alpha: Annotated[float, typer.Option(min=0.0001, max=0.5, help="Family-wise significance level.")] = 0.05,
+    from_start: Annotated[bool, typer.Option(help="Ignore the cursor and read every logged row.")] = False,
+    emit_events: Annotated[bool, typer.Option(help="Emit drift / SLO events for automations.")] = True,
+    data_dir: Annotated[
+        Path | None, typer.Option(file_okay=False, help="Embedded lakeFS data directory (no endpoint set).")
+    ] = None,
+) -> None:
+    """Run one monitor pass now: drift, outliers, quality and SLOs of what the champion answered since
+    the last pass; store the HTML report in lakeFS (`lockgate-monitoring`) and print the summary."""
+    from flows.monitor import MonitorParameters, monitor_flow
+    from tasks.drift import DriftConfig
+    from tasks.errors import LockgateError
+
+    try:
+        parameters = MonitorParameters(
+            model_name=model_name,
+            drift=DriftConfig(alpha=alpha),
+            from_start=from_start,
+            emit_events=emit_events,
+        )
+    except ValidationError as error:
+        _fail_on_settings(error, what="monitor parameters")
+    with _lakefs_connection(data_dir), console.status(f"Checking {model_name}'s live traffic ..."):
+        try:
+            summary = monitor_flow(parameters)
+        except LockgateError as error:
+            _fail(str(error))
+    table = Table(title=f"monitor {model_name}: {summary['status']}")
+    table.add_column("item")
+    table.add_column("value", overflow="fold")
+    for key, value in summary.items():
+        table.add_row(key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
+    console.print(table)
+
+
+@app.command("retrain")
+def retrain(
+    model_name: Annotated[str, typer.Option(help="Model to retrain.")] = "loans-mlp",
+    dataset: Annotated[str, typer.Option(help="Dataset to train on.")] = "loans",
+    margin: Annotated[float, typer.Option(min=0, max=1, help="Required improvement on --metric.")] = 0.0,
+    metric: Annotated[str, typer.Option(help="roc_auc, accuracy, log_loss, brier_score, ...")] = "roc_auc",
+    cooldown: Annotated[
+        int, typer.Option(min=0, help="Seconds; skip if the model was retrained sooner.")
+    ] = 0,
+    deploy: Annotated[
+        bool, typer.Option(help="Roll a better challenger out (needs `lockgate serve`).")
+    ] = True,
+    hold: Annotated[float, typer.Option(min=0.1, help="Seconds each rollout step is held.")] = 30.0,
+    data_dir: Annotated[
+        Path | None, typer.Option(file_okay=False, help="Embedded lakeFS data directory (no endpoint set).")
+    ] = None,
+) -> None:
+    """Retrain now: train a challenger on the newest validated data, score it and the champion on the same
+    fresh holdout, and roll it out only if it wins by --margin."""
+    from flows.deploy import default_plan
+    from flows.retrain import RetrainParameters, retrain_flow
+    from tasks.errors import LockgateError
+
+    try:
+        parameters = RetrainParameters(
+            model_name=model_name,
+            dataset=dataset,
+            margin=margin,
+            metric=metric,
+            cooldown_s=cooldown,
+            deploy=deploy,
+            plan=default_plan(hold),
+        )
+    except ValidationError as error:
+        _fail_on_settings(error, what="retrain parameters")
+    with _lakefs_connection(data_dir), console.status(f"Retraining {model_name} ..."):
+        try:
+            outcome = retrain_flow(parameters)
+        except LockgateError as error:
+            _fail(str(error))
+    console.print(f"[bold]{outcome['decision']}[/]: {outcome.get('reason', '')}", highlight=False)
+
+
+@app.command("labels")
+def labels(
+    path: Annotated[Path, typer.Argument(help="CSV, JSON-lines or Parquet file of outcomes.")],
+    data_dir: Annotated[
+        Path | None, typer.Option(file_okay=False, help="Embedded lakeFS data directory (no endpoint set).")
+    ] = None,
+) -> None:
+    """Store observed outcomes for answered requests: columns request_id (the X-Request-ID the serving app
+    returned), outcome (0/1), optional record_index (default 0) and observed_at (default now). The next
+    monitor pass measures live quality from them. A bad file is refused whole, nothing stored."""
+    from tasks.errors import LockgateError
+    from tasks.feedback import ingest_labels, read_label_file
+
+    with _lakefs_connection(data_dir) as (client, _server):
+        try:
+            batch = ingest_labels(read_label_file(path), client=client, source=path.name)
+        except LockgateError as error:
+            _fail(str(error))
+    console.print(f"stored {batch.rows} label(s) at {batch.location}", highlight=False)
+
+
+@app.command("relay")
+def relay(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8200,
+) -> None:
+    """Run the webhook relay: signed external webhooks (`POST /hooks/events/{name}`) and lakeFS action
+    webhooks (`POST /hooks/lakefs`: post-merge events, pre-merge contract checks) become Prefect events.
+    Needs LOCKGATE_WEBHOOK_SECRET (at least 32 characters)."""
+    from serving.webhook_relay import RelaySettings, run_relay
+
+    try:
+        settings = RelaySettings()
+    except ValidationError as error:
+        _fail_on_settings(error, what="webhook relay settings (LOCKGATE_WEBHOOK_*)")
+    run_relay(settings, host=host, port=port)
+
+
+@app.command("worker")
+def worker() -> None:
+    """Serve every lockgate flow as a Prefect deployment (schedules, event triggers, UI runs) from this
+    process until Ctrl+C. Point PREFECT_API_URL at the Prefect server; `lockgate up` runs this for you."""
+    from flows.deployments import main as serve_deployments
+
+    serve_deployments()
+
+
 def main() -> None:
     """Entry point for ``python -m flows.cli``."""
     app(prog_name="lockgate")

@@ -1,0 +1,268 @@
+"""Deployment triggers through a real Prefect server: events from the monitor, from a real lakeFS merge
+(through the webhook relay) and from a signed external webhook start ``retrain_flow``; a storm of
+events retrains once. The storm test executes the runs with the real ``lockgate worker``."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from flows.deployments import AutomationSettings, build_deployments
+from infra.lakefs_server.launcher import free_port
+
+pytestmark = [pytest.mark.integration]
+RUN_TIMEOUT_S = 60.0
+
+
+@pytest.fixture
+def environment(lakefs_server, prefect_server, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    access_key_id, secret = lakefs_server.credentials
+    values = {
+        "LOCKGATE_LAKEFS_ENDPOINT": lakefs_server.endpoint,
+        "LOCKGATE_LAKEFS_ACCESS_KEY_ID": access_key_id,
+        "LOCKGATE_LAKEFS_SECRET_ACCESS_KEY": secret,
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+def apply_retrain(settings: AutomationSettings) -> str:
+    """Register the retrain deployment (with its triggers) on the server; return its ID."""
+    (retrain,) = [d for d in build_deployments(settings) if d.flow_name == "retrain"]
+    return str(retrain.apply())
+
+
+def wait_for_runs(deployment_id: str, count: int = 1, *, timeout: float = RUN_TIMEOUT_S) -> list[Any]:
+    """The flow runs an automation created for ``deployment_id`` (at least ``count``)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[uuid.UUID(deployment_id)]))
+            )
+            if len(runs) >= count or time.monotonic() > deadline:
+                return runs
+            time.sleep(0.5)
+
+
+def unique_model() -> str:
+    return f"auto-{uuid.uuid4().hex[:8]}"
+
+
+def test_a_drift_event_starts_retrain_with_its_evidence(environment) -> None:
+    from prefect.events import emit_event
+
+    model = unique_model()
+    deployment_id = apply_retrain(AutomationSettings(model_name=model, retrain_on_merge=False))
+    time.sleep(1.0)
+    event = emit_event(
+        event="lockgate.drift.detected",
+        resource={"prefect.resource.id": f"lockgate.model.{model}", "lockgate.model": model},
+        payload={"drifted_features": {"salary": {"p_value": 0.001}, "age": {"p_value": 0.01}}},
+    )
+    (run,) = wait_for_runs(deployment_id)
+    parameters = run.parameters["parameters"]
+    assert parameters["trigger"] == "drift" and parameters["model_name"] == model
+    assert parameters["trigger_event"] == str(event.id)
+    assert parameters["reason"] == "drift in salary, age"
+    # Another model's drift does not start this deployment.
+    emit_event(
+        event="lockgate.drift.detected",
+        resource={"prefect.resource.id": "lockgate.model.other", "lockgate.model": "other"},
+    )
+    time.sleep(3)
+    assert len(wait_for_runs(deployment_id, timeout=0)) == 1
+
+
+def test_a_signed_external_webhook_starts_retrain(environment) -> None:
+    from serving.webhook_relay import RelaySettings, create_app, sign
+
+    model = unique_model()
+    deployment_id = apply_retrain(AutomationSettings(model_name=model, retrain_on_merge=False))
+    secret = secrets.token_hex(16)
+    body = json.dumps({"reason": "quarterly audit"}).encode()
+    app = create_app(RelaySettings(secret=secret))
+
+    unsigned = _post(app, "/hooks/events/retrain", body, {})
+    assert unsigned.status_code == 401
+    time.sleep(2)
+    assert wait_for_runs(deployment_id, timeout=0) == []
+
+    response = _post(app, "/hooks/events/retrain", body, sign(secret, body))
+    assert response.status_code == 202, response.text
+    (run,) = wait_for_runs(deployment_id)
+    assert run.parameters["parameters"]["trigger"] == "external"
+    assert run.parameters["parameters"]["reason"] == "external webhook: quarterly audit"
+
+
+def test_a_real_lakefs_merge_starts_retrain_through_the_relay(environment, repo, tmp_path) -> None:
+    import uvicorn
+
+    from serving.webhook_relay import RelaySettings, create_app
+
+    model = unique_model()
+    deployment_id = apply_retrain(AutomationSettings(model_name=model, data_repository=repo.id))
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(RelaySettings(secret=secrets.token_hex(16))),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            ws="none",
+        )
+    )
+    import contextvars
+    import threading
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(server.run,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        main = repo.branch("main")
+        action = (
+            "name: tell lockgate\non:\n  post-merge:\n    branches: [main]\nhooks:\n  - id: relay\n"
+            f"    type: webhook\n    properties:\n      url: http://127.0.0.1:{port}/hooks/lakefs\n"
+        )
+        main.object("_lakefs_actions/relay.yaml").upload(action, pre_sign=False)
+        main.commit(message="install the relay action")
+        feature = repo.branch("new-batch").create(main)
+        feature.object("notes/readme.txt").upload("new batch", pre_sign=False)
+        feature.commit(message="a new batch")
+        merge_commit = feature.merge_into(main)
+
+        (run,) = wait_for_runs(deployment_id)
+        parameters = run.parameters["parameters"]
+        assert parameters["trigger"] == "dataset-merged"
+        assert parameters["reason"] == f"new data at {merge_commit}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.mark.slow
+def test_a_trigger_storm_retrains_once(environment, lakefs_client, tmp_path: Path) -> None:
+    """Five drift events at once, executed by the real worker: one retrain, the rest cancelled by the
+    deployment's concurrency limit or skipped by the cool-down."""
+    import prefect.settings
+    from prefect.client.orchestration import get_client
+    from prefect.events import emit_event
+
+    from flows.ingest import IngestParameters, ingest_flow
+    from tasks import registry
+    from tasks.generate import GeneratorConfig, write_batch
+
+    source = tmp_path / "loans.parquet"
+    write_batch(GeneratorConfig(rows=4_000, seed=515, first_id=515_000_000), str(source), chunk_rows=4_000)
+    ingest_flow(IngestParameters(source=str(source), dataset="loans"))
+
+    model = unique_model()
+    env = {
+        **os.environ,
+        **environment,
+        "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value(),
+        "LOCKGATE_AUTOMATION_MODEL_NAME": model,
+        "LOCKGATE_AUTOMATION_RETRAIN_ON_MERGE": "false",
+        "LOCKGATE_AUTOMATION_TRAIN_EPOCHS": "1",
+        "LOCKGATE_AUTOMATION_RETRAIN_COOLDOWN_S": "600",
+        "LOCKGATE_AUTOMATION_MONITOR_INTERVAL_S": "3600",
+        "LOCKGATE_DASK_N_WORKERS": "1",
+    }
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flows.deployments"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deployment_id = _wait_for_deployment(f"retrain/{model}", worker, tmp_path / "worker.log")
+        time.sleep(1.0)
+        for _ in range(5):
+            emit_event(
+                event="lockgate.drift.detected",
+                resource={"prefect.resource.id": f"lockgate.model.{model}", "lockgate.model": model},
+                payload={"drifted_features": {"salary": {}}},
+            )
+        runs = wait_for_runs(deployment_id, count=5)
+        assert len(runs) == 5
+        deadline = time.monotonic() + 240
+        with get_client(sync_client=True) as client:
+            while True:
+                runs = [client.read_flow_run(run.id) for run in runs]
+                if all(run.state.is_final() for run in runs) or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+        states = sorted(run.state.type.value for run in runs)
+        assert all(run.state.is_final() for run in runs), (
+            states,
+            (tmp_path / "worker.log").read_text()[-3000:],
+        )
+        assert set(states) <= {"COMPLETED", "CANCELLED"}, states
+        decisions = [_decision(str(run.id)) for run in runs if run.state.is_completed()]
+        retrained = [d for d in decisions if d != "skipped"]
+        assert len(retrained) == 1, (states, decisions)
+        versions = registry.list_models(client=lakefs_client)
+        assert [row.version for row in versions if row.model_name == model] == ["v1"]
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+        log.close()
+
+
+def _decision(flow_run_id: str) -> str:
+    """The decision a retrain run recorded in its decision artifact."""
+    from prefect_support import read_artifacts
+
+    for artifact in read_artifacts(flow_run_id):
+        if artifact.key.endswith("-decision"):
+            table = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+            return next(row["value"] for row in table if row["item"] == "decision")
+    raise AssertionError(f"flow run {flow_run_id} recorded no decision")
+
+
+def _wait_for_deployment(name: str, worker: subprocess.Popen, log: Path, timeout: float = 60.0) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            assert worker.poll() is None, log.read_text()[-3000:]
+            try:
+                return str(client.read_deployment_by_name(name).id)
+            except ObjectNotFound:
+                time.sleep(0.5)
+    raise AssertionError(f"the worker did not register {name}: {log.read_text()[-3000:]}")
+
+
+def _post(app, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    import anyio
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://relay") as client:
+            return await client.post(
+                path, content=body, headers={"Content-Type": "application/json", **headers}
+            )
+
+    return anyio.run(call)
