@@ -70,7 +70,7 @@ def registry_with_model(*, model_name: str = MODEL_NAME, seed: int = 1) -> Itera
         yield Registry(client, lakefs, model_name, registered.version)
 
 
-def register_loans_model(client, *, model_name: str, seed: int):
+def register_loans_model(client, *, model_name: str, seed: int, artifacts: dict | None = None):
     """Register an untrained loans MLP (seeded weights, standardisation from generated data)."""
     import torch
 
@@ -99,7 +99,9 @@ def register_loans_model(client, *, model_name: str, seed: int):
         metrics={"holdout": {"roc_auc": 0.5}},
         feature_spec={**spec.to_dict(), "model": "mlp", "hidden": [16, 8], "target": "label"},
     )
-    return register_model(model_name, state_dict=network.state_dict(), lineage=lineage, client=client)
+    return register_model(
+        model_name, state_dict=network.state_dict(), lineage=lineage, client=client, artifacts=artifacts
+    )
 
 
 def request_bodies(rows: int = 500, *, seed: int = 7) -> list[bytes]:

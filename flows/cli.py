@@ -245,6 +245,14 @@ def run_demo(
             "challenger out step by step when a champion already exists.",
         ),
     ] = True,
+    close_loop: Annotated[
+        bool,
+        typer.Option(
+            "--loop/--no-loop",
+            help="After serving, inject drift into the live traffic and let monitoring, a Prefect automation,"
+            " retraining and the SLO-gated rollout replace the model, then print its lineage.",
+        ),
+    ] = True,
 ) -> None:
     """Show versioned data end to end: branch, write Parquet, commit, diff, merge, read back.
 
@@ -260,7 +268,7 @@ def run_demo(
             if train_model:
                 trained = _run_training_demo(client)
                 if serve_model:
-                    _run_serving_demo(client, trained)
+                    _run_serving_demo(client, trained, close_loop=close_loop)
         if server is not None and keep_running:
             _wait_for_interrupt(server)
     if not result.verified:
@@ -370,7 +378,7 @@ def _run_training_demo(client: lakefs.Client) -> str:
     return result["version"]
 
 
-def _run_serving_demo(client: lakefs.Client, trained: str) -> None:
+def _run_serving_demo(client: lakefs.Client, trained: str, *, close_loop: bool = False) -> None:
     """Serve the champion on a local Ray Serve, roll the trained challenger out under live traffic."""
     from flows.deploy import DeployParameters, RolloutStep, deploy_flow
     from infra.lakefs_server.launcher import free_port
@@ -433,6 +441,8 @@ def _run_serving_demo(client: lakefs.Client, trained: str) -> None:
             f"{report.throughput:.0f}",
         )
         console.print(table)
+        if close_loop:
+            _run_loop_demo(client, settings, handle.url)
     finally:
         with console.status("Stopping the serving app (flushing inference logs) ..."):
             if ray.is_initialized():
@@ -445,6 +455,166 @@ def _run_serving_demo(client: lakefs.Client, trained: str) -> None:
         f"lakefs://{settings.inference_repository}/main/logs/ (features, prediction, version, latency, time, "
         "request ID)"
     )
+
+
+def _run_loop_demo(client: lakefs.Client, settings, url: str) -> None:
+    """Inject drift into live traffic; monitoring, an automation, retraining and a rollout respond."""
+    import tempfile
+    from datetime import UTC, datetime
+
+    import ray
+
+    from flows import loop
+    from flows.ingest import IngestParameters, ingest_flow
+    from flows.monitor import MonitorParameters, monitor_flow
+    from serving.traffic import TrafficGenerator
+    from tasks.generate import GeneratorConfig, generate_frame, write_batch
+
+    console.rule("Closing the loop: drift -> monitor -> automation -> retrain -> rollout")
+    environment = {
+        "PREFECT_API_URL": _prefect_api_url(),
+        "LOCKGATE_SERVING_RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+        "LOCKGATE_SERVING_PORT": str(settings.port),
+        "LOCKGATE_SERVING_MODEL_NAME": settings.model_name,
+        "LOCKGATE_DASK_N_WORKERS": os.environ.get("LOCKGATE_DASK_N_WORKERS", "2"),
+        # The demo wants the drift alarm, not the merge of new data, to start the retrain.
+        "LOCKGATE_AUTOMATION_RETRAIN_ON_MERGE": "false",
+        "LOCKGATE_AUTOMATION_MONITOR_INTERVAL_S": "3600",
+        "LOCKGATE_AUTOMATION_TRAIN_EPOCHS": "6",
+        "LOCKGATE_AUTOMATION_RETRAIN_COOLDOWN_S": "30",
+        "LOCKGATE_AUTOMATION_ROLLOUT_HOLD_S": "4",
+        "LOCKGATE_AUTOMATION_ROLLOUT_MAX_WAIT_S": "30",
+        # A better model for a shifted population answers differently: judge latency and errors here.
+        "LOCKGATE_AUTOMATION_ROLLOUT_SLO": json.dumps(
+            {"p99_latency_ms": 2_000, "min_requests": 20, "max_prediction_psi": 5.0}
+        ),
+    }
+    shifted = generate_frame(GeneratorConfig(rows=2_000, seed=8, covariate_shift=0.8))
+    records = json.loads(shifted[list(_loan_features())].to_json(orient="records"))
+    work = Path(tempfile.mkdtemp(prefix="lockgate-loop-"))
+    worker = loop.start_worker(environment, work / "worker.log")
+    try:
+        with console.status("Starting the deployment worker (every flow as a Prefect deployment) ..."):
+            retrain_id = loop.wait_for_deployment(f"retrain/{settings.model_name}", worker)
+        console.print(
+            f"[green]serving[/] deployments with schedules and triggers (worker log {worker.log_path})"
+        )
+        injected_at, started = datetime.now(UTC), time.monotonic()
+        with TrafficGenerator(url, records, concurrency=4, rate_per_s=80) as traffic:
+            console.print(
+                "[yellow]drift injected[/]: live applicants now come from a shifted population (older, higher"
+                " salaries), and their outcomes follow a different rule (Agrawal function 2 instead of 0)"
+            )
+            source = work / "shifted.parquet"
+            write_batch(
+                GeneratorConfig(rows=8_000, seed=9, covariate_shift=0.8, function=2, first_id=900_000_000),
+                str(source),
+            )
+            with console.status("Outcomes of the shifted population arrive: ingest_flow ..."):
+                merged = ingest_flow(IngestParameters(source=str(source), dataset="loans"))
+            console.print(
+                f"[green]merged[/] {merged.get('rows', 8000):,} labelled rows into lockgate-loans main"
+            )
+            time.sleep(4)  # a few seconds of shifted traffic reach the inference log
+            with console.status("monitor_flow (scheduled in production; run now) ..."):
+                summary = monitor_flow(MonitorParameters(model_name=settings.model_name))
+            alarm_s = time.monotonic() - started
+            _print_monitor(summary)
+            if summary["status"] != "drift":
+                console.print("No drift alarm, so no automatic retrain this time.")
+                return
+            with console.status("Waiting for the automation to start retrain_flow ..."):
+                run = loop.wait_for_started_run(retrain_id, since=injected_at, timeout=120)
+            triggered_s = time.monotonic() - started
+            console.print(
+                f"[green]automation fired[/]: {run.name} (trigger {run.parameters['parameters']['trigger']})"
+            )
+            with console.status("retrain_flow: training, champion vs challenger, rollout ...") as status:
+
+                def show(current) -> None:
+                    status.update(
+                        f"retrain_flow {current.name}: {current.state.name if current.state else '...'}"
+                    )
+
+                final = loop.wait_for_final(str(run.id), timeout=900, on_poll=show, worker=worker)
+            done_s = time.monotonic() - started
+        decision = loop.decision_of(str(run.id))
+        table = Table(title=f"retrain {run.name}: {final.state.name}")
+        table.add_column("item")
+        table.add_column("value", overflow="fold")
+        for key in (
+            "trigger",
+            "challenger",
+            "champion",
+            "metric",
+            "challenger_metric",
+            "champion_metric",
+            "decision",
+            "reason",
+        ):
+            table.add_row(key, str(decision.get(key, "")))
+        console.print(table)
+        report = traffic.report
+        console.print(
+            f"traffic during the loop: {report.requests:,} requests, {report.failed} failed, answered by "
+            + ", ".join(f"{v}: {n}" for v, n in sorted(report.versions.items()))
+        )
+        console.print(
+            f"drift injected -> alarm {alarm_s:.1f} s -> retrain started {triggered_s:.1f} s -> "
+            f"decided{' and serving 100%' if decision.get('decision') == 'promoted' else ''} {done_s:.1f} s"
+        )
+        if not final.state.is_completed():
+            console.print(Panel(worker.log_tail(), title="retrain did not complete", style="red"))
+            return
+        _print_lineage_chain(client, settings.model_name, decision)
+    finally:
+        worker.stop()
+
+
+def _prefect_api_url() -> str:
+    """The Prefect API this process uses: PREFECT_API_URL, or the temporary server Prefect started."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return PREFECT_API_URL.value()
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    return server.api_url
+
+
+def _print_monitor(summary: dict) -> None:
+    colour = {"drift": "red", "ok": "green"}.get(summary["status"], "yellow")
+    console.print(
+        f"monitor: [{colour}]{summary['status']}[/] over {summary.get('records', 0):,} answered record(s); "
+        f"drifted: {', '.join(summary.get('drifted_features', [])) or 'none'}; "
+        f"prediction drift: {summary.get('prediction_drift')}; report {summary.get('report', '')}",
+        highlight=False,
+    )
+
+
+def _print_lineage_chain(client: lakefs.Client, model_name: str, decision: dict) -> None:
+    """The new champion traced back: the retrain that promoted it and why, the run that trained it, the
+    data commit it was trained on and the contract reports that let that data through."""
+    from rich.tree import Tree
+
+    from flows import loop
+
+    chain = loop.lineage_chain(client, model_name)
+    (model, weights), (_, train_run), (_, data), *rest = chain
+    reports = [where for what, where in rest if what.startswith("let through")]
+    metrics = next(where for what, where in rest if what == "holdout metrics")
+    tree = Tree(f"[bold]{model}[/] (champion): {weights}; holdout {metrics}")
+    trigger, event = decision.get("trigger"), decision.get("trigger_event") or "-"
+    why = tree.add(
+        f"promoted by retrain_flow (trigger {trigger}, event {event}): {decision.get('reason', '')}"
+    )
+    trained = why.add(f"trained by Prefect flow run {train_run}")
+    commit = trained.add(f"on data commit {data}")
+    for report in reports:
+        commit.add(f"let through by contract report {report}")
+    console.print(Panel(tree, title="Lineage of the new champion"))
 
 
 def _loan_features() -> tuple[str, ...]:
@@ -1204,6 +1374,17 @@ def worker() -> None:
     from flows.deployments import main as serve_deployments
 
     serve_deployments()
+
+
+def _register_stack_commands() -> None:
+    from flows import stack_cli
+
+    app.command("up")(stack_cli.up)
+    app.command("down")(stack_cli.down)
+    app.command("status")(stack_cli.status)
+
+
+_register_stack_commands()
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from flows.ingest import ingest_flow
 from flows.monitor import DRIFT_EVENT, monitor_flow
 from flows.retrain import retrain_flow
 from flows.train import train_flow
+from serving.stats import SLOThresholds
 from tasks.datasets import get_dataset
 
 MERGED_EVENT = "lockgate.dataset.merged"
@@ -57,6 +58,10 @@ class AutomationSettings(BaseSettings):
         None, description="lakeFS repository whose merges into main start a retrain (default: the dataset's)."
     )
     train_epochs: int = Field(8, ge=1, le=1000, description="Epochs of an automatic retrain.")
+    rollout_slo: SLOThresholds = Field(
+        default_factory=SLOThresholds, description="SLOs of an automatic rollout (JSON in the environment)."
+    )
+    rollout_max_wait_s: float = Field(120.0, ge=0, description="Extra wait per rollout step for traffic.")
 
 
 def retrain_triggers(settings: AutomationSettings) -> list[DeploymentEventTrigger]:
@@ -120,6 +125,8 @@ def retrain_defaults(settings: AutomationSettings) -> dict[str, Any]:
         "cooldown_s": settings.retrain_cooldown_s,
         "config": {"epochs": settings.train_epochs},
         "plan": [step.model_dump() for step in default_plan(settings.rollout_hold_s)],
+        "slo": settings.rollout_slo.model_dump(),
+        "max_wait_s": settings.rollout_max_wait_s,
     }
 
 

@@ -130,15 +130,19 @@ def retrain_flow(parameters: RetrainParameters) -> dict[str, Any]:
         outcome["decision"] = "promoted (first champion)"
     elif decision.better and parameters.deploy:
         _decision_artifact(parameters, {**outcome, "decision": "promote: rolling out"})
-        rollout = deploy_flow(
-            DeployParameters(
-                model_name=name,
-                version=trained["version"],
-                plan=parameters.plan,
-                slo=parameters.slo,
-                max_wait_s=parameters.max_wait_s,
+        try:
+            rollout = deploy_flow(
+                DeployParameters(
+                    model_name=name,
+                    version=trained["version"],
+                    plan=parameters.plan,
+                    slo=parameters.slo,
+                    max_wait_s=parameters.max_wait_s,
+                )
             )
-        )
+        except Exception as error:
+            _decision_artifact(parameters, {**outcome, "decision": f"rollout failed, champion kept: {error}"})
+            raise
         outcome["decision"] = "promoted" if rollout.get("outcome") == "promoted" else rollout.get("outcome")
         outcome["rollout"] = rollout
     elif decision.better:

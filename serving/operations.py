@@ -60,7 +60,8 @@ def connect_ray(settings: ServingSettings) -> None:
         for name, value in THROUGHPUT_ENVIRONMENT.items():
             os.environ.setdefault(name, value)
     # Logical CPUs: replicas reserve fractions; real parallelism is whatever the machine has.
-    ray.init(num_cpus=max(8, os.cpu_count() or 1), namespace="lockgate", **options)
+    # address="local": always a new local Ray, never one a `ray start` on this machine left running.
+    ray.init(address="local", num_cpus=max(8, os.cpu_count() or 1), namespace="lockgate", **options)
 
 
 def start_serving(

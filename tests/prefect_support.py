@@ -13,17 +13,20 @@ def read_events(name: str, *, flow_run_id: str, timeout: float = EVENT_TIMEOUT_S
     """Events called ``name`` that ``flow_run_id`` emitted, read back from the Prefect server.
 
     Events reach the server asynchronously (the events worker sends them over a websocket), so poll.
+    With ``timeout`` short, an empty answer says "none arrived yet", which is how tests check that a
+    run emitted nothing.
     """
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
 
-    event_filter = EventFilter(
-        event=EventNameFilter(name=[name]),
-        related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
-    )
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while True:
+            # Rebuilt on every poll: the filter's default ``occurred.until`` is "now" when it is built.
+            event_filter = EventFilter(
+                event=EventNameFilter(name=[name]),
+                related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
+            )
             page = client.read_events(filter=event_filter, limit=50)
             if page.events or time.monotonic() > deadline:
                 return list(page.events)

@@ -79,7 +79,22 @@ def test_demo_runs_twice_on_the_same_data_dir(tmp_path: Path, monkeypatch: pytes
     logged = re.search(
         r"logged ([\d,]+) prediction\(s\) in lakefs://lockgate-inference/main/logs/", first_output
     )
-    assert logged is not None and int(logged.group(1).replace(",", "")) == requests
+    # ... then drift is injected into the live traffic: the monitor raises it, a Prefect automation starts
+    # retrain_flow, the challenger beats the champion on the same fresh holdout and is rolled out.
+    assert re.search(r"monitor: drift over [\d,]+ answered record\(s\); drifted: \w+", first_output), (
+        first_output
+    )
+    assert re.search(r"automation fired: \S+ \(trigger drift\)", first_output), first_output
+    assert re.search(r"decision\s*│\s*promoted", first_output), first_output
+    loop_traffic = re.search(r"traffic during the loop: ([\d,]+) requests, (\d+) failed", first_output)
+    assert loop_traffic is not None and int(loop_traffic.group(2)) == 0, first_output
+    assert re.search(r"drift injected -> alarm [\d.]+ s -> .* serving 100% [\d.]+ s", first_output)
+    assert re.search(r"model loans-mlp v2\s*\(champion\)", first_output), first_output
+    assert "promoted by retrain_flow (trigger drift" in first_output
+    assert re.search(r"on data commit\s+lakefs://lockgate-loans/[0-9a-f]{64}", first_output)
+    # Every answered request was logged (shadow copies of the rollout come on top).
+    loop_requests = int(loop_traffic.group(1).replace(",", ""))
+    assert logged is not None and int(logged.group(1).replace(",", "")) >= requests + loop_requests
     assert server_children() == children_before, "the demo left its server running"
 
     second_output, second_branch = run_demo(data_dir, gate=False)
