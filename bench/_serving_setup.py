@@ -47,12 +47,26 @@ def registry_with_model(*, model_name: str = MODEL_NAME, seed: int = 1) -> Itera
     The ``LOCKGATE_LAKEFS_*`` variables are set too, so processes started afterwards (Ray's workers)
     find the same server; the server and its data are removed on exit.
     """
-    from infra.lakefs_server.launcher import EmbeddedLakeFS
-    from infra.settings import LakeFSSettings
     from tasks.registry import set_alias
 
+    with embedded_lakefs() as (client, lakefs):
+        registered = register_loans_model(client, model_name=model_name, seed=seed)
+        set_alias(model_name, "champion", registered.version, client=client)
+        yield Registry(client, lakefs, model_name, registered.version)
+
+
+@contextlib.contextmanager
+def embedded_lakefs() -> Iterator[tuple[object, object]]:
+    """A temporary embedded lakeFS server: yields its client and ``LakeFSSettings``.
+
+    The ``LOCKGATE_LAKEFS_*`` variables are set too, so flows and the processes started afterwards
+    find the same server; the server and its data are removed on exit.
+    """
+    from infra.lakefs_server.launcher import EmbeddedLakeFS
+    from infra.settings import LakeFSSettings
+
     with (
-        tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp,
+        tempfile.TemporaryDirectory(prefix="bench-") as tmp,
         EmbeddedLakeFS(Path(tmp) / "lakefs") as server,
     ):
         access_key_id, secret = server.credentials
@@ -61,13 +75,10 @@ def registry_with_model(*, model_name: str = MODEL_NAME, seed: int = 1) -> Itera
             LOCKGATE_LAKEFS_ACCESS_KEY_ID=access_key_id,
             LOCKGATE_LAKEFS_SECRET_ACCESS_KEY=secret,
         )
-        client = server.client()
-        registered = register_loans_model(client, model_name=model_name, seed=seed)
-        set_alias(model_name, "champion", registered.version, client=client)
-        lakefs = LakeFSSettings(
-            endpoint=server.endpoint, access_key_id=access_key_id, secret_access_key=secret
+        yield (
+            server.client(),
+            LakeFSSettings(endpoint=server.endpoint, access_key_id=access_key_id, secret_access_key=secret),
         )
-        yield Registry(client, lakefs, model_name, registered.version)
 
 
 def register_loans_model(client, *, model_name: str, seed: int, artifacts: dict | None = None):

@@ -27,7 +27,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _serving_setup import register_loans_model  # noqa: E402
+from _serving_setup import embedded_lakefs, register_loans_model  # noqa: E402
 
 MODEL = "bench-monitor"
 
@@ -53,7 +53,6 @@ def main() -> None:
 
     from contracts.loans import FEATURE_COLUMNS
     from flows.monitor import MonitorParameters, monitor_flow
-    from infra.lakefs_server.launcher import EmbeddedLakeFS
     from serving.inference_log import LakeFSInferenceSink, log_rows
     from serving.predictor import Predictor
     from tasks import monitoring
@@ -64,15 +63,8 @@ def main() -> None:
     torch.set_num_threads(1)
     with (
         tempfile.TemporaryDirectory(prefix="bench-monitor-") as tmp,
-        EmbeddedLakeFS(Path(tmp) / "lakefs") as server,
+        embedded_lakefs() as (client, _settings),
     ):
-        access_key_id, secret = server.credentials
-        os.environ.update(
-            LOCKGATE_LAKEFS_ENDPOINT=server.endpoint,
-            LOCKGATE_LAKEFS_ACCESS_KEY_ID=access_key_id,
-            LOCKGATE_LAKEFS_SECRET_ACCESS_KEY=secret,
-        )
-        client = server.client()
         # The champion and its reference sample (its own probabilities on 3,000 generated rows).
         version = register_loans_model(client, model_name=MODEL, seed=1).version
         predictor = Predictor.from_registry(MODEL, version, client=client)

@@ -561,7 +561,8 @@ def _run_loop_demo(client: lakefs.Client, settings, url: str) -> None:
         )
         console.print(
             f"drift injected -> alarm {alarm_s:.1f} s -> retrain started {triggered_s:.1f} s -> "
-            f"decided{' and serving 100%' if decision.get('decision') == 'promoted' else ''} {done_s:.1f} s"
+            f"decided{' and serving 100%' if decision.get('decision') == 'promoted' else ''} {done_s:.1f} s "
+            f"(retrain_flow run itself: {final.total_run_time.total_seconds():.1f} s)"
         )
         if not final.state.is_completed():
             console.print(Panel(worker.log_tail(), title="retrain did not complete", style="red"))

@@ -550,16 +550,10 @@ def load_model(
     """
     target = _resolve(repository, model_name, ref, client=client)
     card = _read_card(repository, target, client=client)
+    payload = _read_verified(
+        repository, target, card.weights_file, card.weights_sha256, client=client, what="weights"
+    )
     path = _version_path(target, card.weights_file)
-    payload = _read_object(repository, target.commit_id, path, client=client)
-    if payload is None:
-        raise ModelIntegrityError(
-            f"model {model_name!r} {target.version} is incomplete: no weights at "
-            f"{_location(repository, target.commit_id, path)}; re-register the model"
-        )
-    actual = hashlib.sha256(payload).hexdigest()
-    if actual != card.weights_sha256:
-        raise ModelIntegrityError(_mismatch(repository, target, path, card.weights_sha256, actual))
     try:
         state_dict = safetensors.torch.load(payload)
     except Exception as error:  # safetensors raises its own SafetensorError, not exported stably
@@ -588,12 +582,25 @@ def read_artifact(
             f"model {model_name!r} {target.version} has no artifact {name!r}; it has: "
             f"{', '.join(sorted(card.artifact_sha256)) or 'none'}"
         )
+    return _read_verified(repository, target, name, expected, client=client)
+
+
+def _read_verified(
+    repository: str,
+    target: ModelVersion,
+    name: str,
+    expected: str,
+    *,
+    client: lakefs.Client,
+    what: str | None = None,
+) -> bytes:
+    """The bytes of file ``name`` of ``target``, refused unless their SHA-256 is ``expected``."""
     path = _version_path(target, name)
     payload = _read_object(repository, target.commit_id, path, client=client)
     if payload is None:
         raise ModelIntegrityError(
-            f"model {model_name!r} {target.version} is incomplete: no {name!r} at "
-            f"{_location(repository, target.commit_id, path)}"
+            f"model {target.model_name!r} {target.version} is incomplete: no {what or repr(name)} at "
+            f"{_location(repository, target.commit_id, path)}; re-register the model"
         )
     actual = hashlib.sha256(payload).hexdigest()
     if actual != expected:

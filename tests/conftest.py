@@ -59,6 +59,21 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
+def lakefs_environment(lakefs_server: EmbeddedLakeFS, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """LOCKGATE_LAKEFS_* pointing at the session server, for flows (and the processes they start) that
+    build their clients from settings; returns the variables."""
+    access_key_id, secret = lakefs_server.credentials
+    values = {
+        "LOCKGATE_LAKEFS_ENDPOINT": lakefs_server.endpoint,
+        "LOCKGATE_LAKEFS_ACCESS_KEY_ID": access_key_id,
+        "LOCKGATE_LAKEFS_SECRET_ACCESS_KEY": secret,
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+@pytest.fixture
 def tmp_data_dir(tmp_path: Path) -> Path:
     """A data directory for a test that runs its own server (restart, crash, S3 tests)."""
     return tmp_path / "lakefs-data"

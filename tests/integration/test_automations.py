@@ -5,11 +5,7 @@ events retrains once. The storm test executes the runs with the real ``lockgate 
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,25 +13,19 @@ from typing import Any
 
 import httpx
 import pytest
+from asgi_support import serve_on_port
 
+from flows import loop
 from flows.deployments import AutomationSettings, build_deployments
-from infra.lakefs_server.launcher import free_port
 
 pytestmark = [pytest.mark.integration]
 RUN_TIMEOUT_S = 60.0
 
 
 @pytest.fixture
-def environment(lakefs_server, prefect_server, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    access_key_id, secret = lakefs_server.credentials
-    values = {
-        "LOCKGATE_LAKEFS_ENDPOINT": lakefs_server.endpoint,
-        "LOCKGATE_LAKEFS_ACCESS_KEY_ID": access_key_id,
-        "LOCKGATE_LAKEFS_SECRET_ACCESS_KEY": secret,
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    return values
+def environment(lakefs_environment, prefect_server) -> dict[str, str]:
+    """The session's lakeFS (as LOCKGATE_LAKEFS_*) and Prefect test server."""
+    return lakefs_environment
 
 
 def apply_retrain(settings: AutomationSettings) -> str:
@@ -111,36 +101,16 @@ def test_a_signed_external_webhook_starts_retrain(environment) -> None:
 
 
 def test_a_real_lakefs_merge_starts_retrain_through_the_relay(environment, repo, tmp_path) -> None:
-    import uvicorn
-
     from serving.webhook_relay import RelaySettings, create_app
 
     model = unique_model()
     deployment_id = apply_retrain(AutomationSettings(model_name=model, data_repository=repo.id))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(RelaySettings(secret=secrets.token_hex(16))),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="off",
-            ws="none",
-        )
-    )
-    import contextvars
-    import threading
-
-    thread = threading.Thread(target=contextvars.copy_context().run, args=(server.run,), daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 15
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+    app = create_app(RelaySettings(secret=secrets.token_hex(16)))
+    with serve_on_port(app, name="webhook-relay") as url:
         main = repo.branch("main")
         action = (
             "name: tell lockgate\non:\n  post-merge:\n    branches: [main]\nhooks:\n  - id: relay\n"
-            f"    type: webhook\n    properties:\n      url: http://127.0.0.1:{port}/hooks/lakefs\n"
+            f"    type: webhook\n    properties:\n      url: {url}/hooks/lakefs\n"
         )
         main.object("_lakefs_actions/relay.yaml").upload(action, pre_sign=False)
         main.commit(message="install the relay action")
@@ -153,9 +123,6 @@ def test_a_real_lakefs_merge_starts_retrain_through_the_relay(environment, repo,
         parameters = run.parameters["parameters"]
         assert parameters["trigger"] == "dataset-merged"
         assert parameters["reason"] == f"new data at {merge_commit}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.mark.slow
@@ -175,27 +142,21 @@ def test_a_trigger_storm_retrains_once(environment, lakefs_client, tmp_path: Pat
     ingest_flow(IngestParameters(source=str(source), dataset="loans"))
 
     model = unique_model()
-    env = {
-        **os.environ,
-        **environment,
-        "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value(),
-        "LOCKGATE_AUTOMATION_MODEL_NAME": model,
-        "LOCKGATE_AUTOMATION_RETRAIN_ON_MERGE": "false",
-        "LOCKGATE_AUTOMATION_TRAIN_EPOCHS": "1",
-        "LOCKGATE_AUTOMATION_RETRAIN_COOLDOWN_S": "600",
-        "LOCKGATE_AUTOMATION_MONITOR_INTERVAL_S": "3600",
-        "LOCKGATE_DASK_N_WORKERS": "1",
-    }
-    log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "flows.deployments"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    worker = loop.start_worker(
+        {
+            **environment,
+            "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value(),
+            "LOCKGATE_AUTOMATION_MODEL_NAME": model,
+            "LOCKGATE_AUTOMATION_RETRAIN_ON_MERGE": "false",
+            "LOCKGATE_AUTOMATION_TRAIN_EPOCHS": "1",
+            "LOCKGATE_AUTOMATION_RETRAIN_COOLDOWN_S": "600",
+            "LOCKGATE_AUTOMATION_MONITOR_INTERVAL_S": "3600",
+            "LOCKGATE_DASK_N_WORKERS": "1",
+        },
+        tmp_path / "worker.log",
     )
     try:
-        deployment_id = _wait_for_deployment(f"retrain/{model}", worker, tmp_path / "worker.log")
+        deployment_id = loop.wait_for_deployment(f"retrain/{model}", worker)
         time.sleep(1.0)
         for _ in range(5):
             emit_event(
@@ -218,41 +179,13 @@ def test_a_trigger_storm_retrains_once(environment, lakefs_client, tmp_path: Pat
             (tmp_path / "worker.log").read_text()[-3000:],
         )
         assert set(states) <= {"COMPLETED", "CANCELLED"}, states
-        decisions = [_decision(str(run.id)) for run in runs if run.state.is_completed()]
+        decisions = [loop.decision_of(str(run.id))["decision"] for run in runs if run.state.is_completed()]
         retrained = [d for d in decisions if d != "skipped"]
         assert len(retrained) == 1, (states, decisions)
         versions = registry.list_models(client=lakefs_client)
         assert [row.version for row in versions if row.model_name == model] == ["v1"]
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=30)
-        log.close()
-
-
-def _decision(flow_run_id: str) -> str:
-    """The decision a retrain run recorded in its decision artifact."""
-    from prefect_support import read_artifacts
-
-    for artifact in read_artifacts(flow_run_id):
-        if artifact.key.endswith("-decision"):
-            table = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
-            return next(row["value"] for row in table if row["item"] == "decision")
-    raise AssertionError(f"flow run {flow_run_id} recorded no decision")
-
-
-def _wait_for_deployment(name: str, worker: subprocess.Popen, log: Path, timeout: float = 60.0) -> str:
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            assert worker.poll() is None, log.read_text()[-3000:]
-            try:
-                return str(client.read_deployment_by_name(name).id)
-            except ObjectNotFound:
-                time.sleep(0.5)
-    raise AssertionError(f"the worker did not register {name}: {log.read_text()[-3000:]}")
+        worker.stop()
 
 
 def _post(app, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:

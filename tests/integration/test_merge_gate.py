@@ -9,12 +9,10 @@ few rows edited after its report was written (age 200, a negative salary) is ref
 
 from __future__ import annotations
 
-import contextvars
+import contextlib
 import io
 import json
 import secrets
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -26,9 +24,9 @@ import httpx
 import lakefs
 import pandas as pd
 import pytest
+from asgi_support import serve_on_port
 from lakefs.exceptions import ServerException
 
-from infra.lakefs_server.launcher import free_port
 from serving.webhook_relay import RelaySettings, create_app, sign
 from tasks import versioning
 from tasks.datasets import DatasetSpec, get_dataset
@@ -388,38 +386,13 @@ class AnswerRecorder:
 @pytest.fixture
 def serve_gate(lakefs_client) -> Iterator[Callable[[DatasetSpec], tuple[str, AnswerRecorder]]]:
     """Start the relay (gating ``spec``) with uvicorn on a real local port; returns its URL and recorder."""
-    import uvicorn
+    with contextlib.ExitStack() as stack:
 
-    started: list[tuple[uvicorn.Server, threading.Thread]] = []
+        def start(spec: DatasetSpec) -> tuple[str, AnswerRecorder]:
+            recorder = AnswerRecorder(gate_app(spec, lakefs_client))
+            return stack.enter_context(serve_on_port(recorder, name="merge-gate")), recorder
 
-    def start(spec: DatasetSpec) -> tuple[str, AnswerRecorder]:
-        recorder = AnswerRecorder(gate_app(spec, lakefs_client))
-        port = free_port()
-        config = uvicorn.Config(
-            recorder,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            ws="none",
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(
-            target=contextvars.copy_context().run, args=(server.run,), name="merge-gate", daemon=True
-        )
-        thread.start()
-        started.append((server, thread))
-        deadline = time.monotonic() + 15
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the relay did not start"
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{port}", recorder
-
-    yield start
-    for server, thread in started:
-        server.should_exit = True
-        thread.join(timeout=10)
+        yield start
 
 
 def install_gate(spec: DatasetSpec, url: str, *, client: lakefs.Client) -> str:

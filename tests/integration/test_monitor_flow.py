@@ -22,11 +22,8 @@ pytestmark = [pytest.mark.integration]
 
 
 @pytest.fixture
-def environment(lakefs_server, prefect_server, monkeypatch: pytest.MonkeyPatch) -> None:
-    access_key_id, secret = lakefs_server.credentials
-    monkeypatch.setenv("LOCKGATE_LAKEFS_ENDPOINT", lakefs_server.endpoint)
-    monkeypatch.setenv("LOCKGATE_LAKEFS_ACCESS_KEY_ID", access_key_id)
-    monkeypatch.setenv("LOCKGATE_LAKEFS_SECRET_ACCESS_KEY", secret)
+def environment(lakefs_environment, prefect_server) -> None:
+    """Flows build their lakeFS clients from LOCKGATE_LAKEFS_*; Prefect is the session's test server."""
 
 
 @pytest.fixture

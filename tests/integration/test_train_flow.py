@@ -14,12 +14,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
-def flow_environment(lakefs_server, prefect_server, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Ranks in the LocalCluster's worker processes build their lakeFS client from these settings.
-    access_key_id, secret = lakefs_server.credentials
-    monkeypatch.setenv("LOCKGATE_LAKEFS_ENDPOINT", lakefs_server.endpoint)
-    monkeypatch.setenv("LOCKGATE_LAKEFS_ACCESS_KEY_ID", access_key_id)
-    monkeypatch.setenv("LOCKGATE_LAKEFS_SECRET_ACCESS_KEY", secret)
+def flow_environment(lakefs_environment, prefect_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ranks in the LocalCluster's worker processes build their lakeFS client from LOCKGATE_LAKEFS_*.
     monkeypatch.setenv("LOCKGATE_DASK_N_WORKERS", "2")
     monkeypatch.delenv("LOCKGATE_DASK_SCHEDULER_ADDRESS", raising=False)
 

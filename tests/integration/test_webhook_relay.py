@@ -4,10 +4,9 @@ from a real merge on the embedded lakeFS server, become ``lockgate.dataset.merge
 
 from __future__ import annotations
 
-import contextvars
+import contextlib
 import json
 import secrets
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,9 +15,9 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from asgi_support import serve_on_port
 from prefect.events import emit_event
 
-from infra.lakefs_server.launcher import free_port
 from serving.webhook_relay import (
     MERGED_EVENT,
     NONCE_HEADER,
@@ -388,38 +387,10 @@ def test_lakefs_webhooks_must_be_signed_when_lakefs_secret_is_set(prefect_server
 @pytest.fixture
 def serve_relay(prefect_server, recorder: RecordingEmit) -> Iterator[Callable[[RelaySettings], str]]:
     """Start the relay with uvicorn on a real local port, in a background thread; returns its URL."""
-    import uvicorn
-
-    started: list[tuple[uvicorn.Server, threading.Thread]] = []
-
-    def start(settings: RelaySettings) -> str:
-        port = free_port()
-        config = uvicorn.Config(
-            create_app(settings, emit=recorder),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            ws="none",
+    with contextlib.ExitStack() as stack:
+        yield lambda settings: stack.enter_context(
+            serve_on_port(create_app(settings, emit=recorder), name="webhook-relay")
         )
-        server = uvicorn.Server(config)
-        # Run in a copy of this context, so the thread sees the Prefect harness settings.
-        thread = threading.Thread(
-            target=contextvars.copy_context().run, args=(server.run,), name="webhook-relay", daemon=True
-        )
-        thread.start()
-        started.append((server, thread))
-        deadline = time.monotonic() + 15
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the relay did not start"
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for server, thread in started:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def relay_action(url: str, event: str) -> str:
