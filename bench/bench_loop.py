@@ -48,6 +48,7 @@ def main() -> None:
             f"  drift injected -> monitor alarm:                 {alarm:6.1f} s (incl. ingest of new labels)"
         )
         print(f"  alarm -> automation started retrain_flow:        {started - alarm:6.1f} s")
+        print(f"  run created -> running (worker poll, process start): {done - started - retrain:6.1f} s")
         print(f"  retrain_flow run (train, compare, 5-step rollout): {retrain:6.1f} s")
         print(f"  baseline (monitor + retrain work): {work:.1f} s; end to end / baseline: {done / work:.2f}x")
 
