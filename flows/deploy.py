@@ -107,7 +107,7 @@ class Approval(RunInput):
 @flow(name="deploy", description="SLO-gated progressive rollout on Ray Serve, with rollback and approval.")
 def deploy_flow(parameters: DeployParameters) -> dict[str, Any]:
     """Roll ``parameters.version`` of ``parameters.model_name`` out to the serving app."""
-    from serving.operations import TrafficController, deploy_version, retire
+    from serving.operations import ServingError, TrafficController, deploy_version, retire
 
     logger = get_run_logger()
     client = make_lakefs_client(LakeFSSettings())
@@ -119,7 +119,12 @@ def deploy_flow(parameters: DeployParameters) -> dict[str, Any]:
         _await_approval(parameters, card)
 
     settings = ServingSettings(model_name=parameters.model_name)
-    traffic = TrafficController(settings)
+    try:
+        traffic = TrafficController(settings)
+    except ServingError as error:
+        if not settings.ray_address:
+            raise RolloutError(f"{error}, or point LOCKGATE_SERVING_RAY_ADDRESS at a Ray cluster") from error
+        return _first_deployment(parameters, version, settings, client)
     table = traffic.table()
     champion = next((r for r in table.routes if r.role == "champion"), None)
     if champion is None:
@@ -210,6 +215,39 @@ def deploy_flow(parameters: DeployParameters) -> dict[str, Any]:
         "previous_champion": champion.version,
         "outcome": "promoted",
         "steps": steps,
+    }
+
+
+def _first_deployment(parameters: DeployParameters, version: str, settings: ServingSettings, client) -> dict:
+    """No serving app runs on the cluster yet: start it with ``version`` as its first champion.
+
+    Only on a cluster (``ray_address`` set): a local Ray started by this flow would end with it.
+    There is no champion to compare with, so there are no steps; the app's ``/health`` gates traffic.
+    """
+    from serving.operations import start_serving
+
+    logger = get_run_logger()
+    logger.info("no serving app %r on the cluster: starting it with %s", settings.app_name, version)
+    try:
+        handle = start_serving(settings.model_copy(update={"initial_ref": version}), lakefs=LakeFSSettings())
+    except LockgateError as error:
+        raise RolloutError(f"{parameters.model_name} {version} was not deployed: {error}") from error
+    registry.set_alias(parameters.model_name, "champion", version, client=client)
+    step = {"step": "first deployment", "passed": True, "reason": f"serving at {handle.url}"}
+    _steps_artifact(parameters, version, [step], outcome="first deployment")
+    emit_event(
+        event=PROMOTED_EVENT,
+        resource=_resource(parameters.model_name, version),
+        payload={"previous_champion": None, "steps": [], "first_deployment": True, "url": handle.url},
+    )
+    return {
+        "model": parameters.model_name,
+        "version": version,
+        "previous_champion": None,
+        "outcome": "promoted",
+        "first_deployment": True,
+        "url": handle.url,
+        "steps": [],
     }
 
 

@@ -31,6 +31,7 @@ from flows.deploy import DeployParameters, RolloutStep, default_plan, deploy_flo
 from flows.train import TrainParameters, train_flow
 from infra.clients import make_lakefs_client
 from infra.settings import LakeFSSettings
+from serving.config import ServingSettings
 from serving.stats import SLOThresholds
 from tasks import evaluation, registry, training
 from tasks.datasets import check_dataset_name, get_dataset
@@ -125,9 +126,14 @@ def retrain_flow(parameters: RetrainParameters) -> dict[str, Any]:
         "trigger_event": parameters.trigger_event,
     }
     if decision.better and champion is None:
-        # The first model of its name: nothing serves yet to roll out against.
-        registry.set_alias(name, "champion", trained["version"], client=client)
-        outcome["decision"] = "promoted (first champion)"
+        # The first model of its name: nothing to roll out against. On a cluster, deploy_flow starts the
+        # serving app with it; otherwise it becomes the champion `lockgate serve` will start with.
+        if parameters.deploy and ServingSettings(model_name=name).ray_address:
+            outcome["rollout"] = deploy_flow(DeployParameters(model_name=name, version=trained["version"]))
+            outcome["decision"] = "promoted (first champion, now serving)"
+        else:
+            registry.set_alias(name, "champion", trained["version"], client=client)
+            outcome["decision"] = "promoted (first champion)"
     elif decision.better and parameters.deploy:
         _decision_artifact(parameters, {**outcome, "decision": "promote: rolling out"})
         try:

@@ -234,3 +234,41 @@ def test_high_risk_models_wait_for_approval_in_the_ui(serving, prefect_server, l
         assert isinstance(outcome.get("error"), RolloutError)
         assert "rejected by ana: checked slices" in str(outcome["error"])
         assert champion_version(serving) == champion
+
+
+def test_deploy_starts_the_serving_app_on_a_cluster_where_none_runs(serving, prefect_server, monkeypatch):
+    """`lockgate up` on a fresh machine: no champion, no app. Deploying the first version starts the app
+    on the Ray cluster with it as champion (a local Ray started by the flow would die with it)."""
+    import uuid
+
+    import ray
+
+    from serving.config import ServingSettings
+    from serving.operations import stop_serving
+
+    name = f"first-{uuid.uuid4().hex[:6]}"
+    first = register_loans_model(serving.client, seed=5, model_name=name)
+    monkeypatch.setenv("LOCKGATE_SERVING_APP_NAME", f"lockgate-{name}")
+    monkeypatch.setenv("LOCKGATE_SERVING_ROUTE_PREFIX", f"/{name}")
+    monkeypatch.setenv("LOCKGATE_SERVING_MODEL_NAME", name)
+
+    # Without a cluster address the flow refuses, naming what to do, and changes nothing.
+    monkeypatch.delenv("LOCKGATE_SERVING_RAY_ADDRESS", raising=False)
+    with pytest.raises(RolloutError, match="LOCKGATE_SERVING_RAY_ADDRESS"):
+        deploy_flow(DeployParameters(model_name=name, version=first.version))
+    with pytest.raises(ModelNotFoundError):
+        get_alias(name, "champion", client=serving.client)
+
+    monkeypatch.setenv("LOCKGATE_SERVING_RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    settings = ServingSettings()
+    try:
+        state = deploy_flow(DeployParameters(model_name=name, version=first.version), return_state=True)
+        result = state.result()
+        assert result["outcome"] == "promoted" and result["first_deployment"]
+        assert get_alias(name, "champion", client=serving.client).version == first.version
+        answer = httpx.post(f"{result['url']}/predict", json=loan_records(1)[0], timeout=30)
+        assert answer.status_code == 200 and answer.json()["model_version"] == first.version
+        events = read_events("lockgate.model.promoted", flow_run_id=str(state.state_details.flow_run_id))
+        assert events and events[0].payload["first_deployment"] is True
+    finally:
+        stop_serving(settings)
