@@ -48,6 +48,11 @@ class AutomationSettings(BaseSettings):
     model_name: str = Field("loans-mlp", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
     dataset: str = Field("loans", description="Dataset the model trains on.")
     monitor_interval_s: int = Field(300, ge=10, description="Seconds between scheduled monitor runs.")
+    monitor_metrics_urls: list[str] = Field(
+        default_factory=list,
+        description="Prometheus /metrics endpoints of the serving cluster for SLOs (JSON list); empty: "
+        "SLOs from the inference log.",
+    )
     retrain_cron: str = Field("0 3 * * 1", description="Scheduled retrain (cron, UTC); '' for none.")
     retrain_cooldown_s: int = Field(600, ge=0, description="No retrain of the model this soon after another.")
     rollout_hold_s: float = Field(
@@ -158,7 +163,16 @@ def build_deployments(settings: AutomationSettings | None = None) -> list[Runner
         monitor_flow.to_deployment(
             name=model,
             interval=settings.monitor_interval_s,
-            parameters={"parameters": {"model_name": model}},
+            parameters={
+                "parameters": {
+                    "model_name": model,
+                    **(
+                        {"metrics_urls": settings.monitor_metrics_urls}
+                        if settings.monitor_metrics_urls
+                        else {}
+                    ),
+                }
+            },
             description=f"Drift, outliers, quality and SLOs of the live {model}.",
             concurrency_limit=ConcurrencyLimitConfig(
                 limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW

@@ -58,6 +58,11 @@ class MonitorParameters(BaseModel):
     label_lookback_days: int = Field(
         7, ge=0, le=366, description="How far back labels are matched to answers."
     )
+    metrics_urls: list[str] = Field(
+        default_factory=list,
+        description="Prometheus /metrics endpoints of the serving cluster (Ray's metrics export, one per "
+        "node): SLOs then come from the serving metrics since the last run; empty: from the inference log.",
+    )
     from_start: bool = Field(False, description="Ignore the cursor and read every logged row again.")
     emit_events: bool = Field(True, description="Emit drift / SLO events (automations react to them).")
 
@@ -89,24 +94,31 @@ def monitor_flow(parameters: MonitorParameters) -> dict[str, Any]:
 
     spec = dataset_for_repository(card.data_repository)
     numeric, categorical = list(spec.numeric_columns), list(spec.categorical_columns)
-    reference = _reference(name, card.version, client)
+    reference, reference_note = _reference(name, card.version, client)
     current = monitoring.current_features(
         window.rows, model_name=name, champion_version=card.version, features=[*numeric, *categorical]
     )
-    report = detect_drift(
-        reference,
-        current,
-        numeric=numeric,
-        categorical=categorical,
-        prediction=monitoring.PREDICTION_COLUMN,
-        config=parameters.drift,
+    # A champion registered without a reference sample (by hand, or by an older lockgate) still gets its
+    # SLOs and quality judged; drift is reported as not tested, never as "ok".
+    report = (
+        detect_drift(
+            reference,
+            current,
+            numeric=numeric,
+            categorical=categorical,
+            prediction=monitoring.PREDICTION_COLUMN,
+            config=parameters.drift,
+        )
+        if reference is not None
+        else None
     )
-    slo = monitoring.slo_figures(window.rows, model_name=name, slo=parameters.slo)
+    slo, metrics, slo_note = _slo(parameters, window, cursor)
     quality = _quality(parameters, window, card, client)
     breached = [row for row in slo if row["status"] == "breached"]
-    drifted = report.any_drift or quality["degraded"]
-    status = "drift" if drifted else ("breached" if breached else report.status)
-    if report.status == "insufficient data" and not drifted and not breached:
+    drift_status = report.status if report is not None else "drift not tested"
+    drifted = bool(report is not None and report.any_drift) or quality["degraded"]
+    status = "drift" if drifted else ("breached" if breached else drift_status)
+    if drift_status == "insufficient data" and not drifted and not breached:
         status = "insufficient data"
 
     run_name = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{str(flow_run.id)[:8] if flow_run.id else 'local'}"
@@ -116,23 +128,29 @@ def monitor_flow(parameters: MonitorParameters) -> dict[str, Any]:
         "status": status,
         "requests": int(answered["request_id"].nunique()) if not answered.empty else 0,
         "records": len(current),
-        "reference_records": len(reference),
+        "reference_records": len(reference) if reference is not None else 0,
         "from_commit": since or "(start)",
         "to_commit": head,
         "log_files": len(window.log_files),
         "label_files": len(window.label_files),
-        "drifted_features": report.drifted_features,
-        "prediction_drift": bool(report.prediction and report.prediction.drifted),
-        "multivariate_drift": bool(report.multivariate and report.multivariate.drifted),
-        "outlier_rate": report.outliers.rate if report.outliers else None,
+        "drifted_features": report.drifted_features if report else [],
+        "prediction_drift": bool(report and report.prediction and report.prediction.drifted),
+        "multivariate_drift": bool(report and report.multivariate and report.multivariate.drifted),
+        "outlier_rate": report.outliers.rate if report and report.outliers else None,
         "quality": quality["status"],
         "slo_breaches": [f"{row['version']}: {b}" for row in breached for b in row["breaches"]],
-        "alpha": report.alpha,
-        "correction": report.correction,
-        "notes": list(report.notes),
+        "alpha": parameters.drift.alpha,
+        "correction": parameters.drift.correction,
+        "slo": slo,
+        "slo_source": slo[0]["source"] if slo else ("serving metrics" if metrics else "inference log"),
+        "notes": [*(report.notes if report else [reference_note]), *([slo_note] if slo_note else [])],
     }
-    tests = monitoring.drift_table(report)
-    plots = monitoring.feature_plots(reference, current, numeric=numeric, categorical=categorical)
+    tests = monitoring.drift_table(report) if report is not None else []
+    plots = (
+        monitoring.feature_plots(reference, current, numeric=numeric, categorical=categorical)
+        if reference is not None
+        else {}
+    )
     page = monitoring.render_report(
         title=f"lockgate monitor: {name} {card.version}",
         summary=summary,
@@ -144,6 +162,8 @@ def monitor_flow(parameters: MonitorParameters) -> dict[str, Any]:
     # Too few rows: keep the cursor where it is, so they are tested together with the next ones.
     keep_window = status == "insufficient data"
     cursor_out = None if keep_window else {"inference_commit": head, "at": datetime.now(UTC).isoformat()}
+    if cursor_out is not None and metrics is not None:
+        cursor_out["metrics"] = metrics
     stored = monitoring.publish_report(
         client, model_name=name, run_name=run_name, report_html=page, summary=summary, cursor=cursor_out
     )
@@ -181,19 +201,46 @@ def monitor_flow(parameters: MonitorParameters) -> dict[str, Any]:
         card.version,
         status,
         len(current),
-        ", ".join(report.drifted_features) or "none",
+        ", ".join(summary["drifted_features"]) or "none",
         location,
     )
     return summary
 
 
+def _slo(parameters: MonitorParameters, window, cursor) -> tuple[list[dict], dict | None, str]:
+    """SLO figures from the serving metrics when endpoints are given (and answer), else from the log."""
+    if parameters.metrics_urls:
+        try:
+            metrics = monitoring.scrape_serving_metrics(
+                parameters.metrics_urls, model_name=parameters.model_name
+            )
+        except OSError as error:
+            note = f"{error}; SLOs from the inference log instead"
+            get_run_logger().warning(note)
+        else:
+            previous = (cursor or {}).get("metrics")
+            return monitoring.slo_from_metrics(previous, metrics, slo=parameters.slo), metrics, ""
+    else:
+        note = ""
+    return (
+        monitoring.slo_figures(window.rows, model_name=parameters.model_name, slo=parameters.slo),
+        None,
+        note,
+    )
+
+
 def _reference(name: str, version: str, client):
+    """The champion's reference sample, or None and why not."""
     import io
 
     import pandas as pd
 
-    payload = registry.read_artifact(name, version, registry.REFERENCE_ARTIFACT, client=client)
-    return pd.read_parquet(io.BytesIO(payload))
+    try:
+        payload = registry.read_artifact(name, version, registry.REFERENCE_ARTIFACT, client=client)
+    except ModelNotFoundError as error:
+        get_run_logger().warning("drift not tested: %s", error)
+        return None, f"drift not tested: {error} (retrain to store one)"
+    return pd.read_parquet(io.BytesIO(payload)), ""
 
 
 def _quality(parameters: MonitorParameters, window, card, client) -> dict[str, Any]:
@@ -250,7 +297,7 @@ def _artifacts(name, summary, tests, slo, quality, plots, stored, client) -> Non
         f"{summary['records']} answered record(s) from {summary['log_files']} log file(s), "
         f"inference commits `{summary['from_commit'][:12]}`..`{summary['to_commit'][:12]}`.",
         "",
-        f"- drift: {', '.join(alarms) or 'none'}",
+        f"- drift: {', '.join(alarms) or ('none' if tests else 'not tested (no reference sample)')}",
         f"- quality from labels: {summary['quality']}",
         f"- SLO breaches: {'; '.join(summary['slo_breaches']) or 'none'}",
         f"- full report (HTML with every plot): `{summary['report']}`",
@@ -261,7 +308,10 @@ def _artifacts(name, summary, tests, slo, quality, plots, stored, client) -> Non
     create_markdown_artifact(
         key=f"monitor-{key}-summary", markdown="\n".join(lines), description=f"Latest monitor run of {name}"
     )
-    create_table_artifact(key=f"monitor-{key}-tests", table=tests, description="Every drift test of the run")
+    if tests:
+        create_table_artifact(
+            key=f"monitor-{key}-tests", table=tests, description="Every drift test of the run"
+        )
     if slo:
         create_table_artifact(
             key=f"monitor-{key}-slo",

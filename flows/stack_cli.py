@@ -86,6 +86,9 @@ def up(
     ray_dashboard_agent_port: Annotated[
         int | None, typer.Option(**_PORT, help="Ray dashboard agent. [default: 52365]")
     ] = None,
+    ray_metrics_port: Annotated[
+        int | None, typer.Option(**_PORT, help="Ray's Prometheus metrics export. [default: 8080]")
+    ] = None,
     relay_port: Annotated[int | None, typer.Option(**_PORT, help="Webhook relay. [default: 8200]")] = None,
     serving_port: Annotated[
         int | None, typer.Option(**_PORT, help="Ray Serve HTTP proxy (POST /predict). [default: 8100]")
@@ -121,6 +124,7 @@ def up(
         "ray_client": ray_client_port,
         "ray_dashboard": ray_dashboard_port,
         "ray_dashboard_agent": ray_dashboard_agent_port,
+        "ray_metrics": ray_metrics_port,
         "webhook_relay": relay_port,
         "serving": serving_port,
     }

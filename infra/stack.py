@@ -119,6 +119,7 @@ class StackPorts:
     ray_client: int = 10001
     ray_dashboard: int = 8265
     ray_dashboard_agent: int = 52365
+    ray_metrics: int = 8080
     webhook_relay: int = 8200
     serving: int = 8100
 
@@ -150,6 +151,7 @@ PORT_LABELS = {
     "ray_client": ("Ray client server", "--ray-client-port"),
     "ray_dashboard": ("Ray dashboard", "--ray-dashboard-port"),
     "ray_dashboard_agent": ("Ray dashboard agent", "--ray-dashboard-agent-port"),
+    "ray_metrics": ("Ray metrics export (Prometheus)", "--ray-metrics-port"),
     "webhook_relay": ("webhook relay", "--relay-port"),
     "serving": ("Ray Serve HTTP proxy", "--serving-port"),
 }
@@ -381,6 +383,10 @@ def stack_environment(
         "LOCKGATE_SERVING_PORT": str(ports.serving),
         "LOCKGATE_SERVING_URL": f"http://{host}:{ports.serving}",
         "LOCKGATE_WEBHOOK_SECRET": webhook_secret,
+        # The monitor reads serving SLOs from Ray's Prometheus export (one node here).
+        "LOCKGATE_AUTOMATION_MONITOR_METRICS_URLS": json.dumps(
+            [f"http://{host}:{ports.ray_metrics}/metrics"]
+        ),
         "LOCKGATE_STACK_DIR": str(config.stack_dir),
         "RAY_USAGE_STATS_ENABLED": "0",
         # Ray's token authentication with the stack's own token: drivers (serving, deploy_flow, a shell
@@ -406,6 +412,7 @@ def stack_services(config: StackConfig) -> list[ServiceSpec]:
         f"--port={ports.ray}",
         f"--ray-client-server-port={ports.ray_client}",
         f"--dashboard-agent-listen-port={ports.ray_dashboard_agent}",
+        f"--metrics-export-port={ports.ray_metrics}",
         f"--num-cpus={config.ray_num_cpus}",
     ]
     if config.ray_dashboard:

@@ -222,13 +222,13 @@ class _Metrics:
         self.requests = Counter(
             "lockgate_requests_total",
             description="Prediction requests answered, by model version, role and outcome.",
-            tag_keys=("model_version", "role", "outcome"),
+            tag_keys=("model_name", "model_version", "role", "outcome"),
         )
         self.latency = Histogram(
             "lockgate_request_latency_ms",
             description="Request latency at the ingress, ms.",
             boundaries=[b for b in LATENCY_BOUNDS_MS if 0.5 <= b <= 30_000][::3],
-            tag_keys=("model_version", "role"),
+            tag_keys=("model_name", "model_version", "role"),
         )
         self.rejected = Counter(
             "lockgate_requests_rejected_total",
@@ -410,14 +410,14 @@ class Ingress:
         except Exception:
             latency_ms = (time.perf_counter() - started) * 1000
             self._observe(epoch, route, latency_ms, error=True)
-            self._record(route, route.version, latency_ms, "error")
+            self._record(route, route.version, latency_ms, "error", shadow=True)
             self._log(
                 request_id, records, route, route.version, latency_ms, None, shadow=True, status="error"
             )
             return
         latency_ms = (time.perf_counter() - started) * 1000
         self._observe(epoch, route, latency_ms, error=False, probabilities=answer["probabilities"])
-        self._record(route, answer["version"], latency_ms, "ok")
+        self._record(route, answer["version"], latency_ms, "ok", shadow=True)
         self._log(
             request_id, records, route, answer["version"], latency_ms, answer["probabilities"], shadow=True
         )
@@ -466,8 +466,12 @@ class Ingress:
             )
         return records, None
 
-    def _record(self, route: Route, version: str, latency_ms: float, outcome: str) -> None:
-        tags = {"model_version": version, "role": route.role}
+    def _record(
+        self, route: Route, version: str, latency_ms: float, outcome: str, *, shadow: bool = False
+    ) -> None:
+        # Shadow copies answer no client: tagged apart, so SLOs read from the metrics can leave them out.
+        role = "shadow" if shadow else route.role
+        tags = {"model_name": route.model_name, "model_version": version, "role": role}
         self.metrics.requests.inc(tags={**tags, "outcome": outcome})
         self.metrics.latency.observe(latency_ms, tags=tags)
 

@@ -18,6 +18,7 @@ import base64
 import html
 import io
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -203,6 +204,7 @@ def slo_figures(rows: pd.DataFrame, *, model_name: str, slo: MonitorSLO) -> list
             "throughput_rps": round(count / span_s, 3),
             "window_s": round(span_s, 1),
             "breaches": [],
+            "source": "inference log",
         }
         if count < slo.min_requests:
             row["status"] = "insufficient data"
@@ -218,6 +220,115 @@ def slo_figures(rows: pd.DataFrame, *, model_name: str, slo: MonitorSLO) -> list
             row["status"] = "breached" if row["breaches"] else "ok"
         figures.append(row)
     return figures
+
+
+REQUESTS_METRIC = "ray_lockgate_requests_total"
+LATENCY_METRIC = "ray_lockgate_request_latency_ms"
+
+
+def scrape_serving_metrics(urls: Sequence[str], *, model_name: str, timeout_s: float = 5.0) -> dict[str, Any]:
+    """A snapshot of ``model_name``'s serving metrics from Prometheus ``/metrics`` endpoints (Ray's
+    metrics export, one per node; their counts are summed): per model version, requests by outcome
+    and the latency histogram. Shadow copies are left out. Raises ``OSError`` naming an unreachable
+    URL."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    versions: dict[str, dict[str, Any]] = {}
+
+    def entry(version: str) -> dict[str, Any]:
+        return versions.setdefault(version, {"ok": 0.0, "error": 0.0, "buckets": {}, "count": 0.0})
+
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:
+                text = response.read().decode()
+        except OSError as error:
+            raise OSError(f"serving metrics at {url} unreachable: {error}") from error
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = sample.labels
+                if labels.get("model_name") != model_name or labels.get("role") == "shadow":
+                    continue
+                if sample.name == REQUESTS_METRIC:
+                    outcome = "ok" if labels.get("outcome") == "ok" else "error"
+                    entry(labels["model_version"])[outcome] += sample.value
+                elif sample.name == f"{LATENCY_METRIC}_bucket":
+                    buckets = entry(labels["model_version"])["buckets"]
+                    buckets[labels["le"]] = buckets.get(labels["le"], 0.0) + sample.value
+    return {"at": datetime.now(UTC).isoformat(), "versions": versions}
+
+
+def histogram_quantile(q: float, buckets: Mapping[str, float]) -> float | None:
+    """The ``q`` quantile of a cumulative Prometheus histogram (``le`` -> count), interpolated linearly
+    inside its bucket as PromQL's ``histogram_quantile`` does; None when it holds nothing."""
+    bounds = sorted((float(le), count) for le, count in buckets.items())
+    if not bounds or bounds[-1][1] <= 0:
+        return None
+    rank = q * bounds[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in bounds:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound  # beyond the largest finite bucket: its upper edge, as PromQL does
+            width = count - lower_count
+            return lower_bound + (bound - lower_bound) * ((rank - lower_count) / width if width else 1.0)
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def slo_from_metrics(
+    previous: Mapping[str, Any] | None, current: Mapping[str, Any], *, slo: MonitorSLO
+) -> list[dict[str, Any]]:
+    """SLO figures per version from the change of the serving metrics between two snapshots.
+
+    Without a previous snapshot (the first run) the counts are everything since the serving
+    processes started and throughput is not judged. A counter that went down (the cluster restarted)
+    counts from zero, as Prometheus's ``rate`` does.
+    """
+    before = (previous or {}).get("versions", {})
+    seconds = None
+    if previous:
+        seconds = (
+            datetime.fromisoformat(current["at"]) - datetime.fromisoformat(previous["at"])
+        ).total_seconds()
+    rows = []
+    for version, now in sorted(current["versions"].items()):
+        old = before.get(version, {})
+        reset = any(now[k] < old.get(k, 0.0) for k in ("ok", "error"))
+        base = {} if reset else old
+        ok, errors = now["ok"] - base.get("ok", 0.0), now["error"] - base.get("error", 0.0)
+        buckets = {le: count - base.get("buckets", {}).get(le, 0.0) for le, count in now["buckets"].items()}
+        requests = int(round(ok + errors))
+        if requests == 0:
+            continue
+        p99 = histogram_quantile(0.99, buckets)
+        throughput = requests / seconds if seconds and seconds > 0 else None
+        row = {
+            "version": version,
+            "requests": requests,
+            "p99_latency_ms": None if p99 is None else round(p99, 2),
+            "error_rate": round(errors / requests, 6),
+            "throughput_rps": None if throughput is None else round(throughput, 3),
+            "window_s": None if seconds is None else round(seconds, 1),
+            "breaches": [],
+            "source": "serving metrics",
+        }
+        if requests < slo.min_requests:
+            row["status"] = "insufficient data"
+        else:
+            if p99 is not None and p99 > slo.max_p99_latency_ms:
+                row["breaches"].append(f"p99 latency {p99:.1f} ms > {slo.max_p99_latency_ms:g} ms")
+            if errors / requests > slo.max_error_rate:
+                row["breaches"].append(f"error rate {errors / requests:.2%} > {slo.max_error_rate:.2%}")
+            if slo.min_throughput_rps and throughput is not None and throughput < slo.min_throughput_rps:
+                row["breaches"].append(
+                    f"throughput {throughput:.2f} req/s < {slo.min_throughput_rps:g} req/s"
+                )
+            row["status"] = "breached" if row["breaches"] else "ok"
+        rows.append(row)
+    return rows
 
 
 def label_quality(

@@ -208,3 +208,19 @@ def test_reference_is_read_from_the_champion(environment, champion, lakefs_clien
     assert {"probability", *FEATURE_COLUMNS} <= set(reference.columns)
     with pytest.raises(Exception, match="has no artifact 'nope.parquet'"):
         registry.read_artifact(champion, "champion", "nope.parquet", client=lakefs_client)
+
+
+def test_a_champion_without_a_reference_sample_gets_slos_but_no_drift_verdict(
+    environment, lakefs_client
+) -> None:
+    from serving_support import register_loans_model
+
+    name = f"noref-{uuid.uuid4().hex[:8]}"
+    version = register_loans_model(lakefs_client, seed=3, model_name=name).version  # no reference.parquet
+    registry.set_alias(name, "champion", version, client=lakefs_client)
+    log_traffic(lakefs_client, name, generate_frame(GeneratorConfig(rows=300, seed=78, covariate_shift=1.0)))
+    summary, flow_run_id = run_monitor(name)
+    assert summary["status"] == "drift not tested", summary
+    assert any("has no artifact 'reference.parquet'" in note for note in summary["notes"])
+    assert summary["slo"] and summary["slo"][0]["requests"] == 300
+    assert read_events("lockgate.drift.detected", flow_run_id=flow_run_id, timeout=3) == []

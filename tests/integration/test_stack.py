@@ -70,6 +70,11 @@ def test_services_answer_on_their_urls(running_stack: RunningStack) -> None:
     with urllib.request.urlopen(request, timeout=10) as response:
         deployments = json.loads(response.read())
     assert any("lockgate" in deployment["tags"] for deployment in deployments)
+    # The scheduled monitor reads serving SLOs from Ray's Prometheus export, which answers.
+    metrics_url = f"http://127.0.0.1:{ports['ray_metrics']}/metrics"
+    monitor = next(d for d in deployments if d["entrypoint"].endswith("monitor_flow"))
+    assert monitor["parameters"]["parameters"]["metrics_urls"] == [metrics_url]
+    assert _get(metrics_url)[0] == 200
 
 
 def test_env_file_and_secrets_are_owner_only_and_point_at_the_stack(running_stack: RunningStack) -> None:

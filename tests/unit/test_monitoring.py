@@ -149,3 +149,86 @@ def test_labels_get_defaults_and_utc_times() -> None:
 def test_labels_with_a_missing_request_id_are_refused() -> None:
     with pytest.raises(LabelError, match="request_id"):
         check_labels(pd.DataFrame({"request_id": ["a", None], "outcome": [1, 0]}))
+
+
+def test_histogram_quantile_matches_promql_interpolation() -> None:
+    # 100 observations: 50 in (0, 10], 40 in (10, 20], 10 in (20, 40]
+    buckets = {"10.0": 50, "20.0": 90, "40.0": 100, "+Inf": 100}
+    assert monitoring.histogram_quantile(0.5, buckets) == pytest.approx(10.0)
+    assert monitoring.histogram_quantile(0.7, buckets) == pytest.approx(15.0)
+    assert monitoring.histogram_quantile(0.99, buckets) == pytest.approx(38.0)
+    # Beyond the largest finite bound: that bound, as PromQL answers.
+    assert monitoring.histogram_quantile(0.99, {"10.0": 10, "+Inf": 100}) == pytest.approx(10.0)
+    assert monitoring.histogram_quantile(0.99, {"10.0": 0, "+Inf": 0}) is None
+
+
+def _snapshot(at: datetime, ok: float, error: float, buckets: dict) -> dict:
+    return {
+        "at": at.isoformat(),
+        "versions": {"v1": {"ok": ok, "error": error, "buckets": buckets, "count": 0}},
+    }
+
+
+def test_slo_from_metrics_judges_the_change_since_the_last_snapshot() -> None:
+    before = _snapshot(START, 1_000, 0, {"50.0": 1_000, "1000.0": 1_000, "+Inf": 1_000})
+    after = _snapshot(
+        START + timedelta(seconds=100), 1_090, 10, {"50.0": 1_050, "1000.0": 1_100, "+Inf": 1_100}
+    )
+    (row,) = monitoring.slo_from_metrics(
+        before, after, slo=monitoring.MonitorSLO(max_p99_latency_ms=500, max_error_rate=0.05, min_requests=50)
+    )
+    assert row["requests"] == 100 and row["error_rate"] == pytest.approx(0.1)
+    assert row["throughput_rps"] == pytest.approx(1.0) and row["source"] == "serving metrics"
+    assert row["p99_latency_ms"] == pytest.approx(50 + 950 * 0.98)
+    assert row["status"] == "breached" and len(row["breaches"]) == 2
+
+
+def test_slo_from_metrics_after_a_restart_and_on_the_first_run() -> None:
+    before = _snapshot(START, 5_000, 0, {"50.0": 5_000, "+Inf": 5_000})
+    restarted = _snapshot(START + timedelta(seconds=10), 80, 0, {"50.0": 80, "+Inf": 80})
+    (row,) = monitoring.slo_from_metrics(before, restarted, slo=monitoring.MonitorSLO(min_requests=50))
+    assert row["requests"] == 80 and row["status"] == "ok"
+    (first,) = monitoring.slo_from_metrics(None, restarted, slo=monitoring.MonitorSLO(min_requests=50))
+    assert first["requests"] == 80 and first["throughput_rps"] is None
+
+
+def test_scrape_reads_a_real_prometheus_endpoint_and_leaves_shadow_copies_out() -> None:
+    import socket
+
+    from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+    registry = CollectorRegistry()
+    requests = Counter(
+        "ray_lockgate_requests",
+        "answered",
+        ["model_name", "model_version", "role", "outcome"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "ray_lockgate_request_latency_ms",
+        "latency",
+        ["model_name", "model_version", "role"],
+        buckets=(10.0, 100.0),
+        registry=registry,
+    )
+    for _ in range(30):
+        requests.labels("m", "v1", "champion", "ok").inc()
+        latency.labels("m", "v1", "champion").observe(5.0)
+    requests.labels("m", "v1", "champion", "error").inc(3)
+    requests.labels("m", "v2", "shadow", "ok").inc(30)
+    requests.labels("other", "v1", "champion", "ok").inc(99)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        snapshot = monitoring.scrape_serving_metrics([f"http://127.0.0.1:{port}/metrics"], model_name="m")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert set(snapshot["versions"]) == {"v1"}
+    assert snapshot["versions"]["v1"]["ok"] == 30 and snapshot["versions"]["v1"]["error"] == 3
+    assert snapshot["versions"]["v1"]["buckets"]["10.0"] == 30
+    with pytest.raises(OSError, match="unreachable"):
+        monitoring.scrape_serving_metrics([f"http://127.0.0.1:{port}/metrics"], model_name="m", timeout_s=1)

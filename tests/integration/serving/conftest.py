@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from serving_support import register_loans_model
+from serving_support import register_monitored_model
 
 from infra.lakefs_server.launcher import free_port
 from infra.settings import LakeFSSettings
@@ -30,7 +30,7 @@ class Serving:
 
 
 @pytest.fixture(scope="session")
-def serving(lakefs_server, lakefs_client) -> Iterator[Serving]:
+def serving(lakefs_server, lakefs_client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
     import ray
     from ray import serve
 
@@ -38,7 +38,10 @@ def serving(lakefs_server, lakefs_client) -> Iterator[Serving]:
     from serving.operations import start_serving, stop_serving
 
     model_name = f"serve-{uuid.uuid4().hex[:8]}"
-    first = register_loans_model(lakefs_client, seed=1, model_name=model_name)
+    # With a reference sample, as train_flow registers models: monitor_flow can watch this one too.
+    first = register_monitored_model(
+        lakefs_client, tmp_path_factory.mktemp("reference"), model_name=model_name, seed=1
+    )
     set_alias(model_name, "champion", first.version, client=lakefs_client)
     key, secret = lakefs_server.credentials
     lakefs = LakeFSSettings(endpoint=lakefs_server.endpoint, access_key_id=key, secret_access_key=secret)
