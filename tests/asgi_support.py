@@ -10,6 +10,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
+import httpx
+
 from infra.lakefs_server.launcher import free_port
 
 
@@ -38,3 +41,25 @@ def serve_on_port(app: Any, *, name: str = "asgi-app", startup_timeout: float = 
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+class RelayClient:
+    """A synchronous client calling the app in-process over httpx's ASGI transport (starlette's
+    ``TestClient`` warns that its httpx backend is deprecated)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        async def call() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://relay") as client:
+                return await client.request(method, path, **kwargs)
+
+        return anyio.run(call)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)

@@ -11,15 +11,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from asgi_support import serve_on_port
+from asgi_support import RelayClient, serve_on_port
 
 from flows import loop
 from flows.deployments import AutomationSettings, build_deployments
 
 pytestmark = [pytest.mark.integration]
 RUN_TIMEOUT_S = 60.0
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -88,12 +88,14 @@ def test_a_signed_external_webhook_starts_retrain(environment) -> None:
     body = json.dumps({"reason": "quarterly audit"}).encode()
     app = create_app(RelaySettings(secret=secret))
 
-    unsigned = _post(app, "/hooks/events/retrain", body, {})
+    unsigned = RelayClient(app).post("/hooks/events/retrain", content=body, headers=JSON)
     assert unsigned.status_code == 401
     time.sleep(2)
     assert wait_for_runs(deployment_id, timeout=0) == []
 
-    response = _post(app, "/hooks/events/retrain", body, sign(secret, body))
+    response = RelayClient(app).post(
+        "/hooks/events/retrain", content=body, headers={**JSON, **sign(secret, body)}
+    )
     assert response.status_code == 202, response.text
     (run,) = wait_for_runs(deployment_id)
     assert run.parameters["parameters"]["trigger"] == "external"
@@ -186,16 +188,3 @@ def test_a_trigger_storm_retrains_once(environment, lakefs_client, tmp_path: Pat
         assert [row.version for row in versions if row.model_name == model] == ["v1"]
     finally:
         worker.stop()
-
-
-def _post(app, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
-    import anyio
-
-    async def call() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://relay") as client:
-            return await client.post(
-                path, content=body, headers={"Content-Type": "application/json", **headers}
-            )
-
-    return anyio.run(call)

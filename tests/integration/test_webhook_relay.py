@@ -12,10 +12,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import anyio
-import httpx
 import pytest
-from asgi_support import serve_on_port
+from asgi_support import RelayClient, serve_on_port
 from prefect.events import emit_event
 
 from serving.webhook_relay import (
@@ -64,28 +62,6 @@ def read_events(name: str, resource_id: str, *, timeout: float = EVENT_TIMEOUT_S
             if page.events or time.monotonic() > deadline:
                 return list(page.events)
             time.sleep(0.25)
-
-
-class RelayClient:
-    """A synchronous client calling the app in-process over httpx's ASGI transport (starlette's
-    ``RelayClient`` warns that its httpx backend is deprecated)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        async def call() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://relay") as client:
-                return await client.request(method, path, **kwargs)
-
-        return anyio.run(call)
-
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", path, **kwargs)
 
 
 def unique_event_name() -> str:
