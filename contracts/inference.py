@@ -22,6 +22,7 @@ from pydantic import AfterValidator, ConfigDict, Field, Strict
 
 from contracts.loans import FEATURE_COLUMNS as LOAN_FEATURE_COLUMNS
 from contracts.loans import LoanApplication
+from infra.errors import UnsupportedContractError
 
 # pandera check name -> the pydantic Field bounds it becomes (from the check's statistics).
 _BOUND_CHECKS = {
@@ -30,10 +31,6 @@ _BOUND_CHECKS = {
     "less_than": ("max_value", "lt"),
     "less_than_or_equal_to": ("max_value", "le"),
 }
-
-
-class UnsupportedContractError(ValueError):
-    """A validated model uses a column type or check that has no request equivalent."""
 
 
 def request_model(

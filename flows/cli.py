@@ -381,6 +381,7 @@ def _run_training_demo(client: lakefs.Client) -> str:
 def _run_serving_demo(client: lakefs.Client, trained: str, *, close_loop: bool = False) -> None:
     """Serve the champion on a local Ray Serve, roll the trained challenger out under live traffic."""
     from flows.deploy import DeployParameters, RolloutStep, deploy_flow
+    from infra.errors import LockgateError, ModelNotFoundError
     from infra.lakefs_server.launcher import free_port
     from infra.settings import LakeFSSettings
     from serving.config import ServingSettings
@@ -388,7 +389,6 @@ def _run_serving_demo(client: lakefs.Client, trained: str, *, close_loop: bool =
     from serving.operations import start_serving, stop_serving
     from serving.stats import SLOThresholds
     from serving.traffic import TrafficGenerator
-    from tasks.errors import LockgateError, ModelNotFoundError
     from tasks.generate import GeneratorConfig, generate_frame
     from tasks.registry import get_alias, set_alias
 
@@ -629,7 +629,7 @@ def _run_demo_with_progress(
 ) -> DemoResult:
     """Run ``flows.demo`` with a progress bar, turning project errors into a clean exit."""
     from flows.demo import DEMO_REPOSITORY, DEMO_STEPS, make_demo_branch_name, run_versioning_demo
-    from tasks.errors import LockgateError
+    from infra.errors import LockgateError
     from tasks.versioning import default_storage_namespace
 
     try:
@@ -780,7 +780,7 @@ def generate(
 ) -> None:
     """Write a batch of a dataset to a local file or S3: loan applications (Agrawal et al. 1993
     schema) with knobs for drift and defects, or scikit-learn's breast-cancer data."""
-    from tasks.errors import LockgateError
+    from infra.errors import LockgateError
     from tasks.generate import GeneratorConfig, write_batch
     from tasks.sample_data import write_breast_cancer
 
@@ -847,7 +847,7 @@ def ingest(
     """Ingest SOURCE into a dataset: land it on its own branch, check the contracts, merge only if it
     passes. A rejected batch leaves main untouched and its branch kept, with the contract report."""
     from flows.ingest import IngestParameters, ingest_flow, set_progress_reporter
-    from tasks.errors import LockgateError
+    from infra.errors import LockgateError
 
     try:
         parameters = IngestParameters(source=source, dataset=dataset, chunk_rows=chunk_rows)
@@ -916,7 +916,7 @@ def train(
     """Train with PyTorch DDP on Dask (one rank per worker; LOCKGATE_DASK_SCHEDULER_ADDRESS for an existing
     cluster), evaluate on a holdout, and register the model with its lineage."""
     from flows.train import TrainParameters, train_flow
-    from tasks.errors import LockgateError
+    from infra.errors import LockgateError
     from tasks.training import TrainingConfig
 
     try:
@@ -1001,7 +1001,7 @@ def show_registered_model(
     ] = None,
 ) -> None:
     """Show a model version's lineage: data commit, contract report, config, metrics, hashes, code."""
-    from tasks.errors import LockgateError
+    from infra.errors import LockgateError
 
     with _lakefs_connection(data_dir) as (client, _server):
         try:
@@ -1059,9 +1059,9 @@ def serve_models(
         model_replicas=replicas,
         ray_address=ray_address,
     )
+    from infra.errors import LockgateError
     from infra.settings import LakeFSSettings
     from serving.operations import start_serving, stop_serving
-    from tasks.errors import LockgateError
 
     with _lakefs_connection(data_dir) as (_client, _server):
         with console.status("Starting Ray Serve (ingress + model) ..."):
@@ -1113,8 +1113,8 @@ def deploy(
     'champion' alias.
     """
     from flows.deploy import DeployParameters, deploy_flow
+    from infra.errors import LockgateError
     from serving.stats import SLOThresholds
-    from tasks.errors import LockgateError
 
     os.environ.setdefault("LOCKGATE_SERVING_RAY_ADDRESS", "auto")
     try:
@@ -1262,8 +1262,8 @@ def monitor(
     """Run one monitor pass now: drift, outliers, quality and SLOs of what the champion answered since
     the last pass; store the HTML report in lakeFS (`lockgate-monitoring`) and print the summary."""
     from flows.monitor import MonitorParameters, monitor_flow
+    from infra.errors import LockgateError
     from tasks.drift import DriftConfig
-    from tasks.errors import LockgateError
 
     try:
         parameters = MonitorParameters(
@@ -1308,7 +1308,7 @@ def retrain(
     fresh holdout, and roll it out only if it wins by --margin."""
     from flows.deploy import default_plan
     from flows.retrain import RetrainParameters, retrain_flow
-    from tasks.errors import LockgateError
+    from infra.errors import LockgateError
 
     try:
         parameters = RetrainParameters(
@@ -1340,7 +1340,7 @@ def labels(
     """Store observed outcomes for answered requests: columns request_id (the X-Request-ID the serving app
     returned), outcome (0/1), optional record_index (default 0) and observed_at (default now). The next
     monitor pass measures live quality from them. A bad file is refused whole, nothing stored."""
-    from tasks.errors import LockgateError
+    from infra.errors import LockgateError
     from tasks.feedback import ingest_labels, read_label_file
 
     with _lakefs_connection(data_dir) as (client, _server):

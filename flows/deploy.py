@@ -26,19 +26,15 @@ from prefect.input import RunInput
 from pydantic import BaseModel, Field, model_validator
 
 from infra.clients import make_lakefs_client
+from infra.errors import LockgateError, RolloutError
 from infra.settings import LakeFSSettings
 from serving.config import FaultInjection, ServingSettings
 from serving.routing import Route, describe, split
 from serving.stats import SLOThresholds, VersionStats, judge
 from tasks import registry
-from tasks.errors import LockgateError
 
 PROMOTED_EVENT = "lockgate.model.promoted"
 ROLLED_BACK_EVENT = "lockgate.model.rolled_back"
-
-
-class RolloutError(LockgateError):
-    """A rollout stopped: an SLO was breached, the version failed to start, or a reviewer said no."""
 
 
 class RolloutStep(BaseModel):
@@ -299,7 +295,7 @@ def _await_approval(parameters: DeployParameters, card) -> None:
 
 
 def _champion_card(model_name: str, client):
-    from tasks.errors import ModelNotFoundError
+    from infra.errors import ModelNotFoundError
 
     try:
         return registry.show_model(model_name, "champion", client=client)

@@ -20,6 +20,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field, field_validator
 
 from infra.clients import make_lakefs_client, make_s3_client
+from infra.errors import ContractViolationError, IngestionError
 from infra.settings import LakeFSSettings, S3Settings
 from tasks import ingestion, versioning
 from tasks.datasets import check_dataset_name, get_dataset
@@ -83,7 +84,7 @@ def ingest_flow(parameters: IngestParameters) -> dict[str, Any]:
             chunk_rows=parameters.chunk_rows,
             progress=_progress_reporter(),
         )
-    except ingestion.IngestionError as error:
+    except IngestionError as error:
         # Unreadable sources are rejected batches too: automations and people must hear of them.
         emit_event(
             event=REJECTED_EVENT,
@@ -114,7 +115,7 @@ def ingest_flow(parameters: IngestParameters) -> dict[str, Any]:
             resource={**resource, "lakefs.commit": report.data_commit or ""},
             payload=_event_payload(report),
         )
-        raise ingestion.ContractViolationError(ingestion.rejection_message(report), report=report)
+        raise ContractViolationError(ingestion.rejection_message(report), report=report)
     merge_commit = merge_batch_task(report, client=client)
     emit_event(
         event=MERGED_EVENT,

@@ -18,13 +18,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from infra.errors import LoopError
 from tasks import registry
 
 WORKER_START_TIMEOUT_S = 90.0
-
-
-class LoopError(RuntimeError):
-    """The loop did not get where it should (worker died, no run started, run failed)."""
 
 
 @dataclass

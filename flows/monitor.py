@@ -31,11 +31,11 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from infra.clients import make_lakefs_client
+from infra.errors import ModelNotFoundError
 from infra.settings import LakeFSSettings
 from tasks import monitoring, registry
 from tasks.datasets import dataset_for_repository
 from tasks.drift import DriftConfig, detect_drift
-from tasks.errors import ModelNotFoundError
 
 DRIFT_EVENT = "lockgate.drift.detected"
 SLO_EVENT = "lockgate.slo.breached"

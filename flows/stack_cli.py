@@ -144,7 +144,7 @@ def up(
     try:
         state = stack.start_stack(config, start_serving=_champion_exists, on_event=_print_event)
     except stack.StackRunningError as error:
-        if getattr(error, "state", None) is None:
+        if error.state is None:
             _fail(str(error))
         console.print(f"[green]The lockgate stack is already up[/] ({config.stack_dir}).", highlight=False)
         _print_status(stack.stack_status(config.stack_dir))
@@ -288,9 +288,9 @@ def _champion_exists(env: Mapping[str, str]) -> bool:
     from pydantic import SecretStr
 
     from infra.clients import make_lakefs_client
+    from infra.errors import LockgateError, ModelNotFoundError
     from infra.settings import LakeFSSettings
     from serving.config import ServingSettings
-    from tasks.errors import LockgateError, ModelNotFoundError
     from tasks.registry import get_alias
 
     settings = LakeFSSettings(

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from infra.errors import DaskUnavailableError
 from infra.settings import DaskSettings, LakeFSSettings, S3Settings
 
 if TYPE_CHECKING:
@@ -61,10 +62,6 @@ def make_s3_client(settings: S3Settings):
             "aws_secret_access_key": settings.secret_access_key.get_secret_value(),
         }
     return boto3.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region, **credentials)
-
-
-class DaskUnavailableError(RuntimeError):
-    """The configured Dask scheduler could not be reached."""
 
 
 @contextlib.contextmanager

@@ -52,6 +52,8 @@ from typing import Any, Literal
 
 import psutil
 
+from infra.errors import PortInUseError, ServiceStartError, StackError, StackRunningError
+
 DEFAULT_STACK_DIR = Path("~/.lockgate/stack")
 STATE_FILE = "state.json"
 ENV_FILE = "stack.env"
@@ -80,28 +82,6 @@ _CLIENT_VARIABLES = (
     "RAY_AUTH_MODE",
     "RAY_AUTH_TOKEN_PATH",
 )
-
-
-class StackError(RuntimeError):
-    """The stack could not be started, inspected or stopped; the message says what to do."""
-
-
-class PortInUseError(StackError):
-    """A port the stack needs is taken (by another program, or chosen twice)."""
-
-
-class StackRunningError(StackError):
-    """Part of a stack started earlier still runs, so a new one would collide with it."""
-
-
-class ServiceStartError(StackError):
-    """A service exited or did not become healthy in time; everything started was stopped again."""
-
-    def __init__(self, message: str, *, service: str, log_path: Path, log_tail: str) -> None:
-        super().__init__(message)
-        self.service = service
-        self.log_path = log_path
-        self.log_tail = log_tail
 
 
 # -- configuration -------------------------------------------------------------------------------
@@ -597,9 +577,7 @@ def start_stack(
     with _stack_lock(stack_dir):
         existing = _check_existing(stack_dir)
         if existing is not None:
-            error = StackRunningError(f"the lockgate stack in {stack_dir} is already running")
-            error.state = existing  # type: ignore[attr-defined]
-            raise error
+            raise StackRunningError(f"the lockgate stack in {stack_dir} is already running", state=existing)
         check_ports(config)
         _make_private_dir(stack_dir / "logs")
         env = stack_environment(

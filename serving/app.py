@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 
+from infra.errors import InjectedFaultError, ModelNotReadyError
 from infra.settings import LakeFSSettings
 from serving.config import FaultInjection, ServingSettings
 from serving.control import control_actor
@@ -38,14 +39,6 @@ logger = logging.getLogger("lockgate.serving")
 
 MODEL_DEPLOYMENT = "model"
 INGRESS_DEPLOYMENT = "ingress"
-
-
-class ModelNotReadyError(RuntimeError):
-    """The model deployment has no verified model loaded (still loading, or loading failed)."""
-
-
-class InjectedFaultError(RuntimeError):
-    """A failure injected on purpose (``FaultInjection.error_rate``)."""
 
 
 def model_app_name(app_name: str, model_name: str, ref: str) -> str:

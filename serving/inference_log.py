@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.errors import NoChangesError
+from infra.errors import NoChangesError
 from tasks.feedback import INFERENCE_REPOSITORY, LOG_PREFIX
 
 logger = logging.getLogger(__name__)

@@ -13,17 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from infra.errors import ServingError
 from infra.settings import LakeFSSettings
 from serving.config import THROUGHPUT_ENVIRONMENT, FaultInjection, ServingSettings
 from serving.control import control_actor, existing_control_actor
 from serving.routing import Route, RoutingTable
-from tasks.errors import LockgateError
 
 logger = logging.getLogger(__name__)
-
-
-class ServingError(LockgateError):
-    """The serving app is not running, or a version could not be deployed or reached."""
 
 
 @dataclass(frozen=True)
@@ -163,7 +159,7 @@ def _kill_control(app_name: str) -> None:
 
 def _resolve_ref(settings: ServingSettings, ref: str, lakefs: LakeFSSettings | None) -> str:
     from infra.clients import make_lakefs_client
-    from tasks.errors import ModelNotFoundError
+    from infra.errors import ModelNotFoundError
     from tasks.registry import show_model
 
     try:

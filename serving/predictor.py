@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from tasks.errors import InvalidInputError, ModelIntegrityError, ModelNotFoundError
+from infra.errors import InvalidInputError, ModelIntegrityError, ModelNotFoundError
 from tasks.models import FeatureSpec, build_model, predict_proba
 
 logger = logging.getLogger(__name__)

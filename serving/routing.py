@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tasks.errors import InvalidInputError
+from infra.errors import InvalidInputError
 
 Role = Literal["champion", "challenger"]
 _WEIGHT_TOLERANCE = 1e-6

@@ -102,6 +102,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.errors import RequestRejectedError
 from infra.settings import is_placeholder
 
 if TYPE_CHECKING:
@@ -234,16 +235,6 @@ def sign(
     }
 
 
-class Rejected(Exception):
-    """A request refused with ``status`` and a short ``detail``."""
-
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.headers = headers
-
-
 class NonceCache:
     """Nonces accepted in the last ``ttl_s`` seconds, at most ``capacity`` of them (thread-safe)."""
 
@@ -278,7 +269,7 @@ def verify(
     window_s: float,
     now: float | None = None,
 ) -> None:
-    """Check the signature headers of a request; raise :class:`Rejected` (401) when they fail.
+    """Check the signature headers of a request; raise :class:`RequestRejectedError` (401) when they fail.
 
     The nonce is remembered only once the signature is known to be good, so unsigned junk cannot
     fill the cache or burn a sender's future nonces.
@@ -287,22 +278,22 @@ def verify(
     nonce = headers.get(NONCE_HEADER)
     given = headers.get(SIGNATURE_HEADER)
     if not stamp or not nonce or not given:
-        raise Rejected(
+        raise RequestRejectedError(
             401,
             f"missing signature headers: {TIMESTAMP_HEADER}, {NONCE_HEADER} and {SIGNATURE_HEADER} needed",
         )
     if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
-        raise Rejected(401, f"bad {TIMESTAMP_HEADER}: unix time in whole seconds expected")
+        raise RequestRejectedError(401, f"bad {TIMESTAMP_HEADER}: unix time in whole seconds expected")
     if not NONCE.match(nonce):
-        raise Rejected(401, f"bad {NONCE_HEADER}: 16-128 characters of [A-Za-z0-9_-] expected")
+        raise RequestRejectedError(401, f"bad {NONCE_HEADER}: 16-128 characters of [A-Za-z0-9_-] expected")
     expected = signature(secret, body, timestamp=stamp, nonce=nonce)
     if not hmac.compare_digest(expected.encode(), given.strip().encode("utf-8", "replace")):
-        raise Rejected(401, "bad signature")
+        raise RequestRejectedError(401, "bad signature")
     current = time.time() if now is None else now
     if abs(current - int(stamp)) > window_s:
-        raise Rejected(401, "expired")
+        raise RequestRejectedError(401, "expired")
     if not nonces.add(nonce):
-        raise Rejected(401, "replayed")
+        raise RequestRejectedError(401, "replayed")
 
 
 class RateLimiter:
@@ -339,29 +330,29 @@ class RateLimiter:
 
 
 def parse_object(body: bytes) -> dict[str, Any]:
-    """The JSON object in ``body``; raise :class:`Rejected` (400) for anything else."""
+    """The JSON object in ``body``; raise :class:`RequestRejectedError` (400) for anything else."""
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as error:
-        raise Rejected(400, f"body is not valid JSON: {error}") from error
+        raise RequestRejectedError(400, f"body is not valid JSON: {error}") from error
     if not isinstance(document, dict):
-        raise Rejected(400, f"body must be a JSON object, not {type(document).__name__}")
+        raise RequestRejectedError(400, f"body must be a JSON object, not {type(document).__name__}")
     return document
 
 
 def lakefs_merge_event(hook: Mapping[str, Any]) -> dict[str, Any] | None:
     """The ``emit_event`` arguments for a lakeFS webhook body, or None when its event type is not
-    relayed; raise :class:`Rejected` (400) when the body lacks what a merge event needs."""
+    relayed; raise :class:`RequestRejectedError` (400) when the body lacks what a merge event needs."""
     event_type = hook.get("event_type")
     if not isinstance(event_type, str) or not event_type:
-        raise Rejected(400, "lakeFS webhook body needs a string 'event_type'")
+        raise RequestRejectedError(400, "lakeFS webhook body needs a string 'event_type'")
     if event_type != "post-merge":
         return None
     fields = {}
     for key in ("repository_id", "branch_id", "commit_id"):
         value = hook.get(key)
         if not isinstance(value, str) or not value:
-            raise Rejected(400, f"lakeFS post-merge webhook body needs a string {key!r}")
+            raise RequestRejectedError(400, f"lakeFS post-merge webhook body needs a string {key!r}")
         fields[key] = value
     repository, branch, commit = fields["repository_id"], fields["branch_id"], fields["commit_id"]
     resource = {
@@ -379,12 +370,12 @@ def lakefs_merge_event(hook: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def pre_merge_request(hook: Mapping[str, Any]) -> tuple[str, str, str]:
     """``(repository, destination branch, source ref)`` of a lakeFS pre-merge webhook body; raise
-    :class:`Rejected` (400) when one is missing."""
+    :class:`RequestRejectedError` (400) when one is missing."""
     fields = []
     for key in ("repository_id", "branch_id", "source_ref"):
         value = hook.get(key)
         if not isinstance(value, str) or not value:
-            raise Rejected(400, f"lakeFS pre-merge webhook body needs a string {key!r}")
+            raise RequestRejectedError(400, f"lakeFS pre-merge webhook body needs a string {key!r}")
         fields.append(value)
     return fields[0], fields[1], fields[2]
 
@@ -408,12 +399,12 @@ def _default_datasets() -> Mapping[str, DatasetSpec]:
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Rejected(413, f"body larger than {limit} bytes")
+        raise RequestRejectedError(413, f"body larger than {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise Rejected(413, f"body larger than {limit} bytes")
+            raise RequestRejectedError(413, f"body larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -445,15 +436,17 @@ def create_app(
     clients: list[lakefs.Client] = []
     client_lock = threading.Lock()
 
-    @app.exception_handler(Rejected)
-    async def _rejected(request: Request, error: Rejected) -> JSONResponse:
+    @app.exception_handler(RequestRejectedError)
+    async def _rejected(request: Request, error: RequestRejectedError) -> JSONResponse:
         return JSONResponse({"detail": error.detail}, status_code=error.status, headers=error.headers)
 
     def _throttle(request: Request, name: str) -> None:
         client = request.client.host if request.client else "unknown"
         wait = limiter.take((client, name))
         if wait:
-            raise Rejected(429, "rate limit exceeded", headers={"Retry-After": str(max(1, math.ceil(wait)))})
+            raise RequestRejectedError(
+                429, "rate limit exceeded", headers={"Retry-After": str(max(1, math.ceil(wait)))}
+            )
 
     def _emit(arguments: dict[str, Any]) -> JSONResponse:
         try:
@@ -507,7 +500,7 @@ def create_app(
     @app.post("/hooks/events/{name}")
     async def external_event(name: str, request: Request) -> JSONResponse:
         if not EVENT_NAME.match(name):
-            raise Rejected(400, "bad event name: it must match ^[a-z][a-z0-9_.-]{0,63}$")
+            raise RequestRejectedError(400, "bad event name: it must match ^[a-z][a-z0-9_.-]{0,63}$")
         _throttle(request, name)
         body = await _read_body(request, settings.max_body_bytes)
         verify(

@@ -15,17 +15,13 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Literal
 
-from tasks.errors import LockgateError
+from infra.errors import UnknownDatasetError
 
 if TYPE_CHECKING:
     import great_expectations as gx
     import pandera.pandas as pa
 
 ENTRY_POINT_GROUP = "lockgate.datasets"
-
-
-class UnknownDatasetError(LockgateError):
-    """No dataset is declared under the requested name."""
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import stats
 
-from tasks.errors import InvalidInputError
+from infra.errors import DriftError
 
 Correction = Literal["benjamini-hochberg", "holm", "bonferroni"]
 Status = Literal["ok", "drift", "insufficient data"]
@@ -51,10 +51,6 @@ INSUFFICIENT_DATA = "insufficient data"
 PSI_FLOOR = 1e-4  # share given to an empty bin, so PSI stays finite when a bin empties
 MIN_CATEGORY_COUNT = 10  # categories rarer than this (both batches together) are pooled for chi-squared
 RARE_CATEGORIES = "__rare__"
-
-
-class DriftError(InvalidInputError):
-    """Frames, column lists or settings given to drift detection were refused."""
 
 
 class DriftConfig(BaseModel):

@@ -26,7 +26,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from tasks.errors import EvaluationError
+from infra.errors import EvaluationError
 
 PROBABILITY_CLIP = 1e-15  # log loss of a confident miss is finite (about 34.5) instead of infinite
 MIN_SLICE_ROWS = 50

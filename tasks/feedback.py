@@ -19,17 +19,13 @@ import pandas as pd
 import pandera.errors
 
 from contracts.feedback import LABEL_COLUMNS, OutcomeLabel
-from tasks.errors import InvalidInputError
+from infra.errors import LabelError
 from tasks.versioning import commit_changes, default_storage_namespace, ensure_repository, write_dataframe
 
 INFERENCE_REPOSITORY = "lockgate-inference"
 LOG_PREFIX = "logs/"
 LABELS_PREFIX = "labels/"
 _EXAMPLES = 3
-
-
-class LabelError(InvalidInputError):
-    """A label batch breaks the outcome contract (the message lists every problem)."""
 
 
 @dataclass(frozen=True)

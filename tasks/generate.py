@@ -24,14 +24,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from contracts.loans import KEY_COLUMN, TARGET_COLUMN
-from tasks.errors import InvalidInputError
+from infra.errors import GenerationError
 
 CHUNK_ROWS = 500_000
 BLOCK_ROWS = 100_000  # rows per seeded random stream: output does not depend on the chunk size
-
-
-class GenerationError(InvalidInputError):
-    """The generator was asked for something it cannot produce."""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from urllib.request import url2pathname
 import numpy as np
 import pandas as pd
 
-from tasks.errors import InvalidInputError
+from infra.errors import InvalidInputError
 
 if TYPE_CHECKING:
     import great_expectations as gx

@@ -32,9 +32,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from infra.errors import (
+    IngestionError,
+    SourceAccessError,
+    SourceFormatError,
+    SourceNotFoundError,
+)
 from tasks import versioning
 from tasks.datasets import DatasetSpec
-from tasks.errors import LockgateError
 
 SourceFormat = Literal["csv", "parquet", "jsonl"]
 SUFFIX_FORMATS: dict[str, SourceFormat] = {
@@ -51,30 +56,6 @@ GX_SAMPLE_ROWS = 100_000
 EXAMPLES_PER_CHECK = 5
 PARQUET_CONTENT_TYPE = versioning.PARQUET_CONTENT_TYPE
 Progress = Callable[[str, int], None]  # (stage, rows so far)
-
-
-class IngestionError(LockgateError):
-    """Base of ingestion failures."""
-
-
-class SourceNotFoundError(IngestionError, FileNotFoundError):
-    """The source path, glob, bucket or key does not exist."""
-
-
-class SourceAccessError(IngestionError, PermissionError):
-    """The source exists but cannot be read with the given credentials."""
-
-
-class SourceFormatError(IngestionError, ValueError):
-    """A source file is not readable as the format its name says (corrupt, truncated, wrong encoding)."""
-
-
-class ContractViolationError(IngestionError):
-    """The batch broke its dataset's contract; ``main`` is unchanged and the branch kept."""
-
-    def __init__(self, message: str, *, report: IngestReport) -> None:
-        super().__init__(message)
-        self.report = report
 
 
 @dataclass(frozen=True)

@@ -41,9 +41,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from lakefs.exceptions import NotFoundException
 
+from infra.errors import RefNotFoundError
 from tasks import versioning
 from tasks.datasets import DatasetSpec, available_datasets
-from tasks.errors import RefNotFoundError
 from tasks.ingestion import (
     DATA_PREFIX,
     REPORTS_PREFIX,

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tasks.errors import InvalidInputError
+from infra.errors import InvalidInputError
 
 ModelFactory = Callable[..., nn.Module]
 

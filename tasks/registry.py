@@ -43,7 +43,7 @@ import torch
 from lakefs.exceptions import ConflictException, NotFoundException, api_exception_handler
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tasks.errors import (
+from infra.errors import (
     InvalidInputError,
     LockgateError,
     ModelIntegrityError,

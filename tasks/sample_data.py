@@ -12,7 +12,7 @@ from typing import Literal
 import pandas as pd
 
 from contracts.breast_cancer import FEATURE_COLUMNS, KEY_COLUMN, TARGET_COLUMN
-from tasks.errors import InvalidInputError
+from infra.errors import InvalidInputError
 from tasks.generate import write_chunks, write_destination
 
 

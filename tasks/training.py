@@ -30,22 +30,14 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from infra.errors import InvalidInputError, RefNotFoundError, TrainingError, UncheckedDataError
 from tasks import versioning
 from tasks.datasets import DatasetSpec
-from tasks.errors import InvalidInputError, LockgateError, RefNotFoundError
 from tasks.ingestion import DATA_PREFIX, REPORTS_PREFIX
 from tasks.models import FeatureSpec, build_model, predict_proba
 
 CHECKPOINT_REPOSITORY = "lockgate-models"
 HOLDOUT_BUCKET, VALIDATION_BUCKET, BUCKETS = 0, 1, 10
-
-
-class TrainingError(LockgateError):
-    """Training could not produce a model (nothing is registered)."""
-
-
-class UncheckedDataError(LockgateError):
-    """The data at a ref did not pass its contracts (or has no contract report)."""
 
 
 class TrainingConfig(BaseModel):

@@ -30,7 +30,7 @@ from lakefs.exceptions import (
 from lakefs.models import Commit
 from pydantic.v1 import ValidationError as SdkValidationError
 
-from tasks.errors import (
+from infra.errors import (
     BranchExistsError,
     DataFormatError,
     InvalidInputError,

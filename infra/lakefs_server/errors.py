@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra.errors import LockgateError
 
-class ApiError(Exception):
+
+class ApiError(LockgateError):
     """An error answered to the client with ``status`` and a JSON body ``{"message": ...}``."""
 
     status = 500

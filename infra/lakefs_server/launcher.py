@@ -18,11 +18,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from infra.errors import ServerStartError
+
 CREDENTIALS_FILE = "credentials.json"
-
-
-class ServerStartError(RuntimeError):
-    """The embedded server did not become healthy."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:

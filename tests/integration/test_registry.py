@@ -15,8 +15,8 @@ import pytest
 import safetensors.torch
 import torch
 
+from infra.errors import InvalidInputError, ModelIntegrityError, ModelNotFoundError
 from tasks import registry
-from tasks.errors import InvalidInputError, ModelIntegrityError, ModelNotFoundError
 from tasks.registry import (
     ModelCard,
     ModelLineage,

@@ -69,7 +69,7 @@ def test_train_flow_registers_a_traceable_model(flow_environment, lakefs_client,
 
 def test_train_flow_refuses_unknown_refs_before_training(flow_environment) -> None:
     from flows.train import TrainParameters, train_flow
-    from tasks.errors import RefNotFoundError
+    from infra.errors import RefNotFoundError
 
     with pytest.raises(RefNotFoundError, match="no-such-branch"):
         train_flow(TrainParameters(ref="no-such-branch", model_name="never-registered"))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import errors
+from infra import errors
 from tasks.versioning import (
     PARQUET_CONTENT_TYPE,
     Change,

@@ -142,7 +142,7 @@ def test_write_to_s3_uploads_through_the_given_client(tmp_path, reference: pd.Da
     ],
 )
 def test_write_refuses_bad_arguments(tmp_path, destination: str, options: dict, message: str) -> None:
-    from tasks.errors import InvalidInputError
+    from infra.errors import InvalidInputError
 
     with pytest.raises(InvalidInputError, match=message):
         write_breast_cancer(

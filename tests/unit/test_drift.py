@@ -15,6 +15,7 @@ import pytest
 from pydantic import ValidationError
 from scipy import stats
 
+from infra.errors import InvalidInputError
 from tasks.drift import (
     DriftConfig,
     DriftReport,
@@ -27,7 +28,6 @@ from tasks.drift import (
     mmd_test,
     population_stability_index,
 )
-from tasks.errors import InvalidInputError
 from tasks.generate import GeneratorConfig, generate_frame
 
 NUMERIC = ["salary", "commission", "age", "house_value", "years_house_owned", "loan_amount"]

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
 
-from tasks.errors import EvaluationError, InvalidInputError
+from infra.errors import EvaluationError, InvalidInputError
 from tasks.evaluation import (
     INSUFFICIENT_DATA,
     SLICE_METRICS,

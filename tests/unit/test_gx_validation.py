@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from contracts.loans import KEY_COLUMN, TARGET_COLUMN, loan_expectation_suite
-from tasks.errors import InvalidInputError
+from infra.errors import InvalidInputError
 from tasks.generate import GeneratorConfig, generate_frame
 from tasks.gx_validation import EXACT_ROW_COUNT, GIVEN_FRAME, ExpectationReport, validate_expectations
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from infra.errors import ModelIntegrityError, ModelNotFoundError
 from serving.predictor import DEFAULT_THRESHOLD, ModelLoader, Predictor
-from tasks.errors import ModelIntegrityError, ModelNotFoundError
 from tasks.models import FeatureSpec, make_mlp
 
 FEATURES = FeatureSpec(columns=("salary", "age"), means=(50_000.0, 40.0), stds=(20_000.0, 10.0))

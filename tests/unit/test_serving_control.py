@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from infra.errors import InvalidInputError
 from serving.control import RolloutControl
 from serving.routing import Route, split
 from serving.stats import VersionStats
-from tasks.errors import InvalidInputError
 
 CHAMPION = Route("app-v1", "loans-mlp", "v1", "champion")
 CHALLENGER = Route("app-v2", "loans-mlp", "v2", "challenger")

@@ -9,8 +9,8 @@ import random
 
 import pytest
 
+from infra.errors import InvalidInputError
 from serving.routing import Route, RoutingTable, describe, split, sticky_point
-from tasks.errors import InvalidInputError
 
 # Accept a count within this many binomial standard deviations of its expectation. Draws are seeded,
 # so each test is deterministic; 5 sd keeps a correct implementation clear of the edge (a two-sided

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from tasks import errors
+from infra import errors
 from tasks.versioning import (
     Change,
     commit_changes,

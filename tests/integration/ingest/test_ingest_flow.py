@@ -22,6 +22,7 @@ import psutil
 import pytest
 import requests
 
+from infra import errors
 from tasks import ingestion, versioning
 from tasks.datasets import get_dataset
 
@@ -67,7 +68,7 @@ def assert_rejected(kit, run, *, repository: str, head_before: str) -> tuple[str
     Returns the error message and the stored contract report.
     """
     error = run.error()
-    assert isinstance(error, ingestion.ContractViolationError), repr(error)
+    assert isinstance(error, errors.ContractViolationError), repr(error)
     message = str(error)
     report = error.report
     assert report.report_path and report.report_path in message
@@ -242,7 +243,7 @@ def test_missing_path_names_the_path(kit, tmp_path):
     missing = tmp_path / "no-such-batch.parquet"
 
     message = assert_source_error(
-        kit, kit.run(missing), ingestion.SourceNotFoundError, repository=LOANS, head_before=before
+        kit, kit.run(missing), errors.SourceNotFoundError, repository=LOANS, head_before=before
     )
 
     assert str(missing) in message and "does not exist" in message
@@ -254,7 +255,7 @@ def test_missing_bucket_names_the_bucket(kit):
     message = assert_source_error(
         kit,
         kit.run("s3://no-such-bucket-lockgate/loans/*.csv"),
-        ingestion.SourceNotFoundError,
+        errors.SourceNotFoundError,
         repository=LOANS,
         head_before=before,
     )
@@ -279,7 +280,7 @@ def test_wrong_s3_credentials_are_an_access_error(kit, monkeypatch, s3_enforcing
     source = f"s3://{kit.bucket}/loans/anything.csv"
 
     message = assert_source_error(
-        kit, kit.run(source), ingestion.SourceAccessError, repository=LOANS, head_before=before
+        kit, kit.run(source), errors.SourceAccessError, repository=LOANS, head_before=before
     )
 
     assert source in message
@@ -292,7 +293,7 @@ def test_corrupt_parquet_names_the_file(kit, tmp_path):
     before = kit.head(LOANS)
 
     message = assert_source_error(
-        kit, kit.run(source), ingestion.SourceFormatError, repository=LOANS, head_before=before
+        kit, kit.run(source), errors.SourceFormatError, repository=LOANS, head_before=before
     )
 
     assert str(source) in message and "Parquet" in message
@@ -306,7 +307,7 @@ def test_truncated_parquet_names_the_file(kit, tmp_path):
     before = kit.head(LOANS)
 
     message = assert_source_error(
-        kit, kit.run(source), ingestion.SourceFormatError, repository=LOANS, head_before=before
+        kit, kit.run(source), errors.SourceFormatError, repository=LOANS, head_before=before
     )
 
     assert str(source) in message and "Parquet" in message
@@ -318,7 +319,7 @@ def test_semicolon_delimited_csv_is_named_as_such(kit, tmp_path):
     before = kit.head(LOANS)
 
     message = assert_source_error(
-        kit, kit.run(source), ingestion.SourceFormatError, repository=LOANS, head_before=before
+        kit, kit.run(source), errors.SourceFormatError, repository=LOANS, head_before=before
     )
 
     assert str(source) in message and "semicolon" in message
@@ -334,7 +335,7 @@ def test_latin1_csv_is_named_as_not_utf8(kit, tmp_path):
     before = kit.head(LOANS)
 
     message = assert_source_error(
-        kit, kit.run(source), ingestion.SourceFormatError, repository=LOANS, head_before=before
+        kit, kit.run(source), errors.SourceFormatError, repository=LOANS, head_before=before
     )
 
     assert str(source) in message and "UTF-8" in message
@@ -347,7 +348,7 @@ def test_latin1_header_is_named_as_not_utf8(kit, tmp_path):
     before = kit.head(LOANS)
 
     message = assert_source_error(
-        kit, kit.run(source), ingestion.SourceFormatError, repository=LOANS, head_before=before
+        kit, kit.run(source), errors.SourceFormatError, repository=LOANS, head_before=before
     )
 
     assert str(source) in message and "UTF-8" in message and "0xe9" in message
@@ -359,7 +360,7 @@ def test_empty_file_names_the_file(kit, tmp_path):
     before = kit.head(LOANS)
 
     message = assert_source_error(
-        kit, kit.run(source), ingestion.SourceFormatError, repository=LOANS, head_before=before
+        kit, kit.run(source), errors.SourceFormatError, repository=LOANS, head_before=before
     )
 
     assert str(source) in message and "empty" in message

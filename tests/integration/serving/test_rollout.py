@@ -11,11 +11,11 @@ from prefect_support import read_artifacts, read_events
 from serving_support import loan_records, register_loans_model
 
 from flows.deploy import DeployParameters, RolloutError, RolloutStep, deploy_flow
+from infra.errors import ModelNotFoundError
 from serving.config import FaultInjection
 from serving.operations import TrafficController
 from serving.stats import SLOThresholds
 from serving.traffic import TrafficGenerator
-from tasks.errors import ModelNotFoundError
 from tasks.registry import get_alias
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

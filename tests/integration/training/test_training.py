@@ -22,8 +22,8 @@ from pandera.typing import Series
 from sklearn.metrics import roc_auc_score
 
 from contracts.loans import LoanApplicationRaw
+from infra.errors import RefNotFoundError, RepositoryNotFoundError
 from tasks import versioning
-from tasks.errors import RefNotFoundError, RepositoryNotFoundError
 from tasks.generate import GeneratorConfig
 from tasks.models import make_mlp
 from tasks.training import (
