@@ -132,8 +132,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from infra.lakefs_server.launcher import free_port
-    from serving.config import ServingSettings
+    from infra.processes import free_port
+    from infra.settings import ServingSettings
     from serving.inference_log import read_inference_log
     from serving.operations import start_serving, stop_serving
 

@@ -49,7 +49,9 @@ error_console = Console(stderr=True)
 @app.callback()
 def _defaults() -> None:
     # A temporary local Prefect server must not try to phone home from an offline machine.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from infra.processes import set_environment_defaults
+
+    set_environment_defaults({"PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
 
 
 class BlockStore(enum.StrEnum):
@@ -168,7 +170,7 @@ def serve_lakefs(
     Options override LOCKGATE_EMBEDDED_LAKEFS_* environment variables. Point any lakeFS client
     (the lakefs SDK, lakectl) at http://HOST:PORT/api/v1.
     """
-    from infra.lakefs_server.config import EmbeddedLakeFSSettings
+    from infra.settings import EmbeddedLakeFSSettings
 
     given = {
         "host": host,
@@ -380,14 +382,13 @@ def _run_training_demo(client: lakefs.Client) -> str:
 
 def _run_serving_demo(client: lakefs.Client, trained: str, *, close_loop: bool = False) -> None:
     """Serve the champion on a local Ray Serve, roll the trained challenger out under live traffic."""
+    from contracts.slo import SLOThresholds
     from flows.deploy import DeployParameters, RolloutStep, deploy_flow
     from infra.errors import LockgateError, ModelNotFoundError
-    from infra.lakefs_server.launcher import free_port
-    from infra.settings import LakeFSSettings
-    from serving.config import ServingSettings
+    from infra.processes import free_port
+    from infra.settings import LakeFSSettings, ServingSettings
     from serving.inference_log import read_inference_log
     from serving.operations import start_serving, stop_serving
-    from serving.stats import SLOThresholds
     from serving.traffic import TrafficGenerator
     from tasks.generate import GeneratorConfig, generate_frame
     from tasks.registry import get_alias, set_alias
@@ -1016,7 +1017,7 @@ def show_registered_model(
 
 
 def _serving_settings(**given):
-    from serving.config import ServingSettings
+    from infra.settings import ServingSettings
 
     try:
         return ServingSettings(**{name: value for name, value in given.items() if value is not None})
@@ -1112,9 +1113,9 @@ def deploy(
     prints). A breach rolls back to the champion and exits 1 with the reason; success moves the
     'champion' alias.
     """
+    from contracts.slo import SLOThresholds
     from flows.deploy import DeployParameters, deploy_flow
     from infra.errors import LockgateError
-    from serving.stats import SLOThresholds
 
     os.environ.setdefault("LOCKGATE_SERVING_RAY_ADDRESS", "auto")
     try:
@@ -1359,7 +1360,8 @@ def relay(
     """Run the webhook relay: signed external webhooks (`POST /hooks/events/{name}`) and lakeFS action
     webhooks (`POST /hooks/lakefs`: post-merge events, pre-merge contract checks) become Prefect events.
     Needs LOCKGATE_WEBHOOK_SECRET (at least 32 characters)."""
-    from serving.webhook_relay import RelaySettings, run_relay
+    from infra.settings import RelaySettings
+    from serving.webhook_relay import run_relay
 
     try:
         settings = RelaySettings()

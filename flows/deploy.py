@@ -25,12 +25,13 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import BaseModel, Field, model_validator
 
+from contracts.slo import SLOThresholds
 from infra.clients import make_lakefs_client
 from infra.errors import LockgateError, RolloutError
-from infra.settings import LakeFSSettings
-from serving.config import FaultInjection, ServingSettings
+from infra.settings import LakeFSSettings, ServingSettings
+from serving.faults import FaultInjection
 from serving.routing import Route, describe, split
-from serving.stats import SLOThresholds, VersionStats, judge
+from serving.stats import VersionStats, judge
 from tasks import registry
 
 PROMOTED_EVENT = "lockgate.model.promoted"

@@ -24,49 +24,19 @@ from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.events import DeploymentEventTrigger
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.slo import SLOThresholds
 from flows.deploy import default_plan, deploy_flow
 from flows.ingest import ingest_flow
 from flows.monitor import DRIFT_EVENT, monitor_flow
 from flows.retrain import retrain_flow
 from flows.train import train_flow
-from serving.stats import SLOThresholds
+from infra.settings import AutomationSettings
 from tasks.datasets import get_dataset
 
 MERGED_EVENT = "lockgate.dataset.merged"
 EXTERNAL_RETRAIN_EVENT = "lockgate.external.retrain"
 TAGS = ["lockgate"]
-
-
-class AutomationSettings(BaseSettings):
-    """Which model the deployments watch and how often (LOCKGATE_AUTOMATION_*)."""
-
-    model_config = SettingsConfigDict(env_prefix="LOCKGATE_AUTOMATION_", extra="ignore")
-
-    model_name: str = Field("loans-mlp", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-    dataset: str = Field("loans", description="Dataset the model trains on.")
-    monitor_interval_s: int = Field(300, ge=10, description="Seconds between scheduled monitor runs.")
-    monitor_metrics_urls: list[str] = Field(
-        default_factory=list,
-        description="Prometheus /metrics endpoints of the serving cluster for SLOs (JSON list); empty: "
-        "SLOs from the inference log.",
-    )
-    retrain_cron: str = Field("0 3 * * 1", description="Scheduled retrain (cron, UTC); '' for none.")
-    retrain_cooldown_s: int = Field(600, ge=0, description="No retrain of the model this soon after another.")
-    rollout_hold_s: float = Field(
-        30.0, gt=0, description="Hold of each rollout step of an automatic retrain."
-    )
-    retrain_on_merge: bool = Field(True, description="Retrain when new data is merged into main.")
-    data_repository: str | None = Field(
-        None, description="lakeFS repository whose merges into main start a retrain (default: the dataset's)."
-    )
-    train_epochs: int = Field(8, ge=1, le=1000, description="Epochs of an automatic retrain.")
-    rollout_slo: SLOThresholds = Field(
-        default_factory=SLOThresholds, description="SLOs of an automatic rollout (JSON in the environment)."
-    )
-    rollout_max_wait_s: float = Field(120.0, ge=0, description="Extra wait per rollout step for traffic.")
 
 
 def retrain_triggers(settings: AutomationSettings) -> list[DeploymentEventTrigger]:
@@ -130,7 +100,7 @@ def retrain_defaults(settings: AutomationSettings) -> dict[str, Any]:
         "cooldown_s": settings.retrain_cooldown_s,
         "config": {"epochs": settings.train_epochs},
         "plan": [step.model_dump() for step in default_plan(settings.rollout_hold_s)],
-        "slo": settings.rollout_slo.model_dump(),
+        "slo": SLOThresholds.model_validate(settings.rollout_slo).model_dump(),
         "max_wait_s": settings.rollout_max_wait_s,
     }
 

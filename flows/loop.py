@@ -6,64 +6,39 @@ read back their decisions, and trace a model to its data. Used by ``lockgate dem
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from infra.errors import LoopError
+from infra.processes import ManagedProcess, child_environment
+from infra.settings import THROUGHPUT_ENVIRONMENT
 from tasks import registry
 
 WORKER_START_TIMEOUT_S = 90.0
 
 
-@dataclass
-class Worker:
-    """A ``python -m flows.deployments`` process serving every lockgate deployment."""
-
-    process: subprocess.Popen
-    log_path: Path
-
-    def log_tail(self, characters: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-characters:] if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-
-def start_worker(environment: Mapping[str, str], log_path: Path) -> Worker:
-    """Start the worker with ``environment`` added to this process's; output goes to ``log_path``."""
-    from serving.config import THROUGHPUT_ENVIRONMENT
-
+def start_worker(environment: Mapping[str, str], log_path: Path) -> ManagedProcess:
+    """Start the deployment worker (``python -m flows.deployments``) with ``environment`` added to this
+    process's; output goes to ``log_path``."""
     # Ray Serve's throughput switches are for the Serve processes of a Ray this process started; a
     # driver that joins that Ray (deploy_flow in the worker's runs) needs Serve's defaults.
-    inherited = {k: v for k, v in os.environ.items() if k not in THROUGHPUT_ENVIRONMENT}
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flows.deployments"],
-            env={**inherited, **environment},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return Worker(process, log_path)
+    env = child_environment(environment, drop=THROUGHPUT_ENVIRONMENT)
+    worker = ManagedProcess(
+        "deployment worker",
+        [sys.executable, "-m", "flows.deployments"],
+        log_path=log_path,
+        env=env,
+        grace_s=30,
+    )
+    return worker.start()
 
 
-def wait_for_deployment(name: str, worker: Worker, *, timeout: float = WORKER_START_TIMEOUT_S) -> str:
+def wait_for_deployment(name: str, worker: ManagedProcess, *, timeout: float = WORKER_START_TIMEOUT_S) -> str:
     """The ID of deployment ``flow/name`` once ``worker`` has registered it."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
@@ -71,9 +46,9 @@ def wait_for_deployment(name: str, worker: Worker, *, timeout: float = WORKER_ST
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
-            if worker.process.poll() is not None:
+            if not worker.running():
                 raise LoopError(
-                    f"the deployment worker exited ({worker.process.returncode}):\n{worker.log_tail()}"
+                    f"the deployment worker exited ({worker.process.returncode}):\n{worker.log_tail(60)}"
                 )
             try:
                 return str(client.read_deployment_by_name(name).id)
@@ -111,7 +86,7 @@ def wait_for_final(
     *,
     timeout: float,
     on_poll: Callable[[Any], None] | None = None,
-    worker: Worker | None = None,
+    worker: ManagedProcess | None = None,
 ) -> Any:
     """The flow run once it is in a final state (completed, failed, cancelled, crashed)."""
     from prefect.client.orchestration import get_client
@@ -124,7 +99,7 @@ def wait_for_final(
                 on_poll(run)
             if run.state is not None and run.state.is_final():
                 return run
-            if worker is not None and worker.process.poll() is not None:
+            if worker is not None and not worker.running():
                 raise LoopError(f"the deployment worker exited while {run.name} ran:\n{worker.log_tail()}")
             if time.monotonic() > deadline:
                 raise LoopError(f"flow run {run.name} did not finish within {timeout:.0f} s")

@@ -30,6 +30,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
+from contracts.slo import SLOThresholds, monitor_slo
 from infra.clients import make_lakefs_client
 from infra.errors import ModelNotFoundError
 from infra.settings import LakeFSSettings
@@ -50,7 +51,7 @@ class MonitorParameters(BaseModel):
         description="Model whose champion is watched.",
     )
     drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift tests and their alpha.")
-    slo: monitoring.MonitorSLO = Field(default_factory=monitoring.MonitorSLO, description="Service levels.")
+    slo: SLOThresholds = Field(default_factory=monitor_slo, description="Service levels per version.")
     max_quality_drop: float = Field(
         0.05, ge=0, le=1, description="Live ROC AUC this far below the champion's holdout AUC is drift."
     )

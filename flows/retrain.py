@@ -27,13 +27,12 @@ from prefect.runtime import flow_run
 from prefect.variables import Variable
 from pydantic import BaseModel, Field, field_validator
 
+from contracts.slo import SLOThresholds
 from flows.deploy import DeployParameters, RolloutStep, default_plan, deploy_flow
 from flows.train import TrainParameters, train_flow
 from infra.clients import make_lakefs_client
 from infra.errors import ModelNotFoundError
-from infra.settings import LakeFSSettings
-from serving.config import ServingSettings
-from serving.stats import SLOThresholds
+from infra.settings import LakeFSSettings, ServingSettings
 from tasks import evaluation, registry, training
 from tasks.datasets import check_dataset_name, get_dataset
 

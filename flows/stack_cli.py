@@ -132,8 +132,12 @@ def up(
         ports = stack.StackPorts.free(**given)
     else:
         ports = stack.StackPorts(**{name: port for name, port in given.items() if port is not None})
+    from infra.settings import StackSettings
+
+    configured = StackSettings().webhook_secret
     config = stack.StackConfig(
         stack_dir=data_dir,
+        webhook_secret=configured.get_secret_value() if configured else None,
         ports=ports,
         dask_workers=dask_workers,
         ray_dashboard=ray_dashboard,
@@ -162,7 +166,8 @@ def up(
     _print_status(status)
     console.print(f"Point the lockgate CLI at it: [bold]source {state.env_file}[/]", highlight=False)
     console.print(
-        f"Webhook secret (sign /hooks requests with it): {stack.webhook_secret_source(config.stack_dir)}",
+        "Webhook secret (sign /hooks requests with it): "
+        + stack.webhook_secret_source(config.stack_dir, configured=configured is not None),
         highlight=False,
     )
     console.print("Stop it with: [bold]lockgate down[/]" + _data_dir_hint(data_dir), highlight=False)
@@ -278,7 +283,7 @@ def _data_dir_hint(data_dir: Path) -> str:
 
 def _ray_environment() -> dict[str, str]:
     """Ray Serve's throughput settings for the Ray head, as a locally started Ray gets them."""
-    from serving.config import THROUGHPUT_ENVIRONMENT, ServingSettings
+    from infra.settings import THROUGHPUT_ENVIRONMENT, ServingSettings
 
     return dict(THROUGHPUT_ENVIRONMENT) if ServingSettings().throughput_tuning else {}
 
@@ -289,8 +294,7 @@ def _champion_exists(env: Mapping[str, str]) -> bool:
 
     from infra.clients import make_lakefs_client
     from infra.errors import LockgateError, ModelNotFoundError
-    from infra.settings import LakeFSSettings
-    from serving.config import ServingSettings
+    from infra.settings import LakeFSSettings, ServingSettings
     from tasks.registry import get_alias
 
     settings = LakeFSSettings(

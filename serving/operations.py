@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.errors import ServingError
-from infra.settings import LakeFSSettings
-from serving.config import THROUGHPUT_ENVIRONMENT, FaultInjection, ServingSettings
+from infra.processes import set_environment_defaults
+from infra.settings import THROUGHPUT_ENVIRONMENT, LakeFSSettings, ServingSettings
 from serving.control import control_actor, existing_control_actor
+from serving.faults import FaultInjection
 from serving.routing import Route, RoutingTable
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def connect_ray(settings: ServingSettings) -> None:
         return
     options: dict[str, Any] = {
         "include_dashboard": False,
-        "log_to_driver": os.environ.get("LOCKGATE_RAY_LOG_TO_DRIVER", "0") == "1",
+        "log_to_driver": settings.ray_log_to_driver,
     }
     if settings.ray_address:
         try:
@@ -53,8 +54,7 @@ def connect_ray(settings: ServingSettings) -> None:
         options["_metrics_export_port"] = settings.metrics_export_port
     if settings.throughput_tuning:
         # Read by the Serve processes Ray starts from here; an explicit value in the environment wins.
-        for name, value in THROUGHPUT_ENVIRONMENT.items():
-            os.environ.setdefault(name, value)
+        set_environment_defaults(THROUGHPUT_ENVIRONMENT)
     # Logical CPUs: replicas reserve fractions; real parallelism is whatever the machine has.
     # address="local": always a new local Ray, never one a `ray start` on this machine left running.
     ray.init(address="local", num_cpus=max(8, os.cpu_count() or 1), namespace="lockgate", **options)

@@ -13,14 +13,14 @@ import bisect
 import math
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field
+from contracts.slo import SLOThresholds
+from tasks.psi import histogram_psi
 
 # Latency bucket upper bounds in ms: 0.1 ms .. ~100 s, 12 buckets per decade (about 21 % apart).
 LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(0.1 * 10 ** (i / 12) for i in range(73))
 # Ten bins: PSI over few records is noisy (its expected value with no shift at all is about
 # (bins - 1) * (1/n + 1/m)); fewer bins keep that floor well under the gate's threshold.
 PROBABILITY_BINS = 10
-_PSI_FLOOR = 1e-4  # empty bins get this share, so PSI stays finite
 
 
 @dataclass
@@ -113,45 +113,6 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None or math.isinf(value) else round(value, 3)
 
 
-def population_stability_index(expected: list[int], actual: list[int]) -> float:
-    """PSI of two histograms over the same bins (0: same shape; > 0.25 is usually read as a big shift)."""
-    total_expected, total_actual = sum(expected), sum(actual)
-    if not total_expected or not total_actual:
-        raise ValueError("PSI needs two non-empty histograms")
-    psi = 0.0
-    for e, a in zip(expected, actual, strict=True):
-        p = max(e / total_expected, _PSI_FLOOR)
-        q = max(a / total_actual, _PSI_FLOOR)
-        psi += (q - p) * math.log(q / p)
-    return psi
-
-
-class SLOThresholds(BaseModel):
-    """What a challenger must meet on live traffic before it gets more of it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    p99_latency_ms: float = Field(250.0, gt=0, description="Highest acceptable p99 request latency (ms).")
-    max_error_rate: float = Field(
-        0.01, ge=0, le=1, description="Highest acceptable share of failed requests."
-    )
-    max_prediction_psi: float = Field(
-        0.25,
-        gt=0,
-        description="Highest acceptable population stability index of the challenger's predicted "
-        "probabilities against the champion's in the same window.",
-    )
-    min_requests: int = Field(
-        30, ge=1, description="Requests the challenger must have answered (or shadowed) to be judged."
-    )
-    min_psi_records: int = Field(
-        200,
-        ge=10,
-        description="Predictions each side needs before their distributions are compared (PSI of small "
-        "samples is noise).",
-    )
-
-
 @dataclass(frozen=True)
 class GateVerdict:
     """The outcome of one SLO gate: passed or not, why, and the figures it was based on."""
@@ -194,13 +155,7 @@ def judge(
             f"{slo.min_requests} needed"
         )
     p99 = challenger.latency_quantile(0.99)
-    if p99 is not None and p99 > slo.p99_latency_ms:
-        reasons.append(f"p99 latency {p99:.1f} ms > {slo.p99_latency_ms:g} ms")
-    if challenger.requests and challenger.error_rate > slo.max_error_rate:
-        reasons.append(
-            f"error rate {challenger.error_rate:.2%} > {slo.max_error_rate:.2%} "
-            f"({challenger.errors} of {challenger.requests})"
-        )
+    reasons += slo.breaches(p99_ms=p99, errors=challenger.errors, requests=challenger.requests)
     predictions = challenger_predictions or challenger
     psi = None
     if (
@@ -208,7 +163,7 @@ def judge(
         and champion.records >= slo.min_psi_records
         and predictions.records >= slo.min_psi_records
     ):
-        psi = population_stability_index(champion.probability_counts, predictions.probability_counts)
+        psi = histogram_psi(champion.probability_counts, predictions.probability_counts)
         if psi > slo.max_prediction_psi:
             reasons.append(
                 f"prediction distribution moved: PSI {psi:.3f} > {slo.max_prediction_psi:g} "

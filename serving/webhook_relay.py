@@ -99,11 +99,10 @@ import prefect.events
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import SecretStr
 
 from infra.errors import RequestRejectedError
-from infra.settings import is_placeholder
+from infra.settings import RelaySettings
 
 if TYPE_CHECKING:
     import lakefs
@@ -118,7 +117,6 @@ NONCE_HEADER = "X-Lockgate-Nonce"
 SIGNATURE_HEADER = "X-Lockgate-Signature"
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 NONCE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
-MIN_SECRET_LENGTH = 16
 LAKEFS_FIELDS = (
     "event_type",
     "event_time",
@@ -136,79 +134,6 @@ LAKEFS_FIELDS = (
 Emit = Callable[..., Any]
 LakeFSClientFactory = Callable[[], "lakefs.Client"]
 DatasetsProvider = Callable[[], Mapping[str, "DatasetSpec"]]
-
-
-def _check_secret(value: SecretStr | None, variable: str) -> SecretStr | None:
-    if value is None:
-        return None
-    secret = value.get_secret_value()
-    if is_placeholder(secret) or len(secret) < MIN_SECRET_LENGTH:
-        # The value itself is not echoed: it may be a real, if weak, secret.
-        raise ValueError(
-            f"looks like a placeholder or is shorter than {MIN_SECRET_LENGTH} characters: "
-            f"set {variable} to a long random secret (e.g. `python -c 'import secrets; "
-            "print(secrets.token_urlsafe(32))'`)"
-        )
-    return value
-
-
-class RelaySettings(BaseSettings):
-    """Secrets and limits of the webhook relay (``LOCKGATE_WEBHOOK_*``)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="LOCKGATE_WEBHOOK_", extra="ignore", hide_input_in_errors=True
-    )
-
-    secret: SecretStr = Field(
-        ...,
-        description="Shared HMAC-SHA256 secret external systems sign /hooks/events requests with "
-        f"(at least {MIN_SECRET_LENGTH} characters, no placeholder). Never logged.",
-    )
-    lakefs_secret: SecretStr | None = Field(
-        None,
-        description="Secret /hooks/lakefs requests must be signed with; unset: lakeFS webhooks are "
-        "accepted unsigned (lakeFS cannot sign), so keep the relay on a private network.",
-    )
-    replay_window_s: int = Field(
-        300,
-        ge=1,
-        le=3600,
-        description="Largest clock difference accepted, and how long nonces are remembered.",
-    )
-    max_body_bytes: int = Field(65_536, ge=1, description="Largest request body (413 beyond it).")
-    rate_limit_per_minute: int = Field(
-        60, ge=1, description="Requests per minute per client address and event name (429 beyond it)."
-    )
-    nonce_cache_size: int = Field(
-        10_000, ge=1, description="Nonces remembered at most; the oldest are forgotten first."
-    )
-    protected_branches: list[str] = Field(
-        default_factory=lambda: ["main"],
-        description="Branches (exact names) whose lakeFS pre-merge webhooks run the contract gate; a "
-        "merge into any other branch is allowed unchecked. JSON list in the environment.",
-    )
-    require_contract_report: bool = Field(
-        True,
-        description="The contract gate also refuses data whose batch has no passed contract report "
-        "on the source ref (see tasks.merge_gate).",
-    )
-
-    @field_validator("protected_branches")
-    @classmethod
-    def _check_branches(cls, value: list[str]) -> list[str]:
-        if any(not branch.strip() for branch in value):
-            raise ValueError("protected branch names must not be empty")
-        return value
-
-    @field_validator("secret")
-    @classmethod
-    def _refuse_weak_secret(cls, value: SecretStr) -> SecretStr:
-        return _check_secret(value, "LOCKGATE_WEBHOOK_SECRET")  # type: ignore[return-value]
-
-    @field_validator("lakefs_secret")
-    @classmethod
-    def _refuse_weak_lakefs_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        return _check_secret(value, "LOCKGATE_WEBHOOK_LAKEFS_SECRET")
 
 
 # -- signing -------------------------------------------------------------------------------------

@@ -43,12 +43,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import stats
 
 from infra.errors import DriftError
+from tasks.psi import histogram_psi
 
 Correction = Literal["benjamini-hochberg", "holm", "bonferroni"]
 Status = Literal["ok", "drift", "insufficient data"]
 ReportStatus = Literal["ok", "drift", "insufficient data", "no data"]
 INSUFFICIENT_DATA = "insufficient data"
-PSI_FLOOR = 1e-4  # share given to an empty bin, so PSI stays finite when a bin empties
 MIN_CATEGORY_COUNT = 10  # categories rarer than this (both batches together) are pooled for chi-squared
 RARE_CATEGORIES = "__rare__"
 
@@ -330,13 +330,7 @@ def population_stability_index(
         ref_counts, cur_counts = _quantile_bin_counts(
             ref.to_numpy(dtype="float64"), cur.to_numpy(dtype="float64"), bins
         )
-    return _psi_from_counts(ref_counts, cur_counts)
-
-
-def _psi_from_counts(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
-    r = np.maximum(ref_counts / ref_counts.sum(), PSI_FLOOR)
-    c = np.maximum(cur_counts / cur_counts.sum(), PSI_FLOOR)
-    return float(np.sum((c - r) * np.log(c / r)))
+    return histogram_psi(ref_counts, cur_counts)
 
 
 def _quantile_bin_counts(ref: np.ndarray, cur: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -605,7 +599,7 @@ def _numeric_test(name: str, ref: np.ndarray, cur: np.ndarray, config: DriftConf
     ks = stats.ks_2samp(ref, cur)
     result["statistic"] = float(ks.statistic)
     result["p_value"] = float(ks.pvalue)
-    result["psi"] = _psi_from_counts(*_quantile_bin_counts(ref, cur, config.psi_bins))
+    result["psi"] = histogram_psi(*_quantile_bin_counts(ref, cur, config.psi_bins))
     return result
 
 
@@ -618,7 +612,7 @@ def _categorical_test(
         return result
     ref_counts, cur_counts = _category_counts(ref, cur)
     result["statistic"], result["p_value"] = chi_squared_test(ref_counts, cur_counts)
-    result["psi"] = _psi_from_counts(ref_counts, cur_counts)
+    result["psi"] = histogram_psi(ref_counts, cur_counts)
     return result
 
 

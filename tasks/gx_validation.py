@@ -13,7 +13,6 @@ turn warnings into errors keep working.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -132,7 +131,9 @@ def validate_expectations(
 
 def _import_gx():
     """Import GX quietly: analytics off (unless the environment says otherwise), no import warnings."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    from infra.processes import set_environment_defaults
+
+    set_environment_defaults({"GX_ANALYTICS_ENABLED": "false"})
     # GX 1.24 imports the stdlib's deprecated sre_* modules; the warning is theirs to fix. A narrow,
     # permanent filter rather than catch_warnings(), which is not thread-safe.
     warnings.filterwarnings(

@@ -29,8 +29,8 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from lakefs.exceptions import NotFoundException
-from pydantic import BaseModel, Field
 
+from contracts.slo import SLOThresholds
 from tasks.drift import DriftReport, FeatureDrift
 from tasks.evaluation import evaluate_predictions
 from tasks.feedback import INFERENCE_REPOSITORY, LABELS_PREFIX, LOG_PREFIX, read_parquet_objects
@@ -51,17 +51,6 @@ STATE_PREFIX = "state/"
 PREDICTION_COLUMN = "probability"
 _PLOT_SAMPLE = 20_000
 _PNG_METADATA = {"Software": None}
-
-
-class MonitorSLO(BaseModel):
-    """What live serving must meet over a monitoring window, per model version."""
-
-    max_p99_latency_ms: float = Field(500.0, gt=0, description="Largest tolerated p99 latency (ms).")
-    max_error_rate: float = Field(0.01, ge=0, le=1, description="Largest tolerated share of failed requests.")
-    min_throughput_rps: float = Field(
-        0.0, ge=0, description="Fewest requests per second over the window (0: not checked)."
-    )
-    min_requests: int = Field(50, ge=1, description="Fewer requests than this: 'insufficient data'.")
 
 
 @dataclass
@@ -179,7 +168,7 @@ def current_features(
 # -- SLOs and quality -----------------------------------------------------------------------------
 
 
-def slo_figures(rows: pd.DataFrame, *, model_name: str, slo: MonitorSLO) -> list[dict[str, Any]]:
+def slo_figures(rows: pd.DataFrame, *, model_name: str, slo: SLOThresholds) -> list[dict[str, Any]]:
     """Latency, error rate and throughput per live version over the window, judged against ``slo``.
 
     A request is one ``request_id`` (its records share latency and outcome); shadow copies are left
@@ -206,20 +195,27 @@ def slo_figures(rows: pd.DataFrame, *, model_name: str, slo: MonitorSLO) -> list
             "breaches": [],
             "source": "inference log",
         }
-        if count < slo.min_requests:
-            row["status"] = "insufficient data"
-        else:
-            if p99 > slo.max_p99_latency_ms:
-                row["breaches"].append(f"p99 latency {p99:.1f} ms > {slo.max_p99_latency_ms:g} ms")
-            if errors / count > slo.max_error_rate:
-                row["breaches"].append(f"error rate {errors / count:.2%} > {slo.max_error_rate:.2%}")
-            if slo.min_throughput_rps and count / span_s < slo.min_throughput_rps:
-                row["breaches"].append(
-                    f"throughput {count / span_s:.2f} req/s < {slo.min_throughput_rps:g} req/s"
-                )
-            row["status"] = "breached" if row["breaches"] else "ok"
-        figures.append(row)
+        figures.append(_judged(row, slo, p99_ms=p99, errors=errors, throughput_rps=count / span_s))
     return figures
+
+
+def _judged(
+    row: dict[str, Any],
+    slo: SLOThresholds,
+    *,
+    p99_ms: float | None,
+    errors: int,
+    throughput_rps: float | None,
+) -> dict[str, Any]:
+    """``row`` with its ``status`` and ``breaches``: too few requests is "insufficient data"."""
+    if row["requests"] < slo.min_requests:
+        row["status"] = "insufficient data"
+        return row
+    row["breaches"] = slo.breaches(
+        p99_ms=p99_ms, errors=errors, requests=row["requests"], throughput_rps=throughput_rps
+    )
+    row["status"] = "breached" if row["breaches"] else "ok"
+    return row
 
 
 REQUESTS_METRIC = "ray_lockgate_requests_total"
@@ -279,7 +275,7 @@ def histogram_quantile(q: float, buckets: Mapping[str, float]) -> float | None:
 
 
 def slo_from_metrics(
-    previous: Mapping[str, Any] | None, current: Mapping[str, Any], *, slo: MonitorSLO
+    previous: Mapping[str, Any] | None, current: Mapping[str, Any], *, slo: SLOThresholds
 ) -> list[dict[str, Any]]:
     """SLO figures per version from the change of the serving metrics between two snapshots.
 
@@ -315,19 +311,7 @@ def slo_from_metrics(
             "breaches": [],
             "source": "serving metrics",
         }
-        if requests < slo.min_requests:
-            row["status"] = "insufficient data"
-        else:
-            if p99 is not None and p99 > slo.max_p99_latency_ms:
-                row["breaches"].append(f"p99 latency {p99:.1f} ms > {slo.max_p99_latency_ms:g} ms")
-            if errors / requests > slo.max_error_rate:
-                row["breaches"].append(f"error rate {errors / requests:.2%} > {slo.max_error_rate:.2%}")
-            if slo.min_throughput_rps and throughput is not None and throughput < slo.min_throughput_rps:
-                row["breaches"].append(
-                    f"throughput {throughput:.2f} req/s < {slo.min_throughput_rps:g} req/s"
-                )
-            row["status"] = "breached" if row["breaches"] else "ok"
-        rows.append(row)
+        rows.append(_judged(row, slo, p99_ms=p99, errors=int(round(errors)), throughput_rps=throughput))
     return rows
 
 

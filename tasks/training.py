@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -224,14 +223,18 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torc
 # -- one rank ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return sock.getsockname()[1]
+def _rendezvous_port() -> int:
+    """A free port on every interface of this worker, for rank 0's process group store."""
+    from infra.processes import free_port
+
+    return free_port("")
 
 
-def _host() -> str:
-    return os.environ.get("LOCKGATE_RENDEZVOUS_HOST") or "127.0.0.1"
+def _rendezvous_host() -> str:
+    """The address of this worker the other ranks connect to (``DaskSettings.rendezvous_host``)."""
+    from infra.settings import DaskSettings
+
+    return DaskSettings().rendezvous_host
 
 
 def _all_reduce(values: list[float], device: torch.device) -> list[float]:
@@ -438,8 +441,8 @@ def train_distributed(
     versioning.create_branch(
         CHECKPOINT_REPOSITORY, branch, source_ref="main", client=lakefs_client, exist_ok=True
     )
-    master = client.run(_host, workers=[workers[0]])[workers[0]]
-    port = client.submit(_free_port, workers=[workers[0]], pure=False).result()
+    master = client.run(_rendezvous_host, workers=[workers[0]])[workers[0]]
+    port = client.submit(_rendezvous_port, workers=[workers[0]], pure=False).result()
     futures = [
         client.submit(
             run_rank,

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import httpx
 
-from infra.lakefs_server.launcher import free_port
+from infra.processes import free_port
 
 
 @contextlib.contextmanager

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.lakefs_server.launcher import EmbeddedLakeFS, free_port
+from infra.lakefs_server.launcher import EmbeddedLakeFS
+from infra.processes import free_port
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """``python -m infra.lakefs_server``: run the embedded server from LOCKGATE_EMBEDDED_LAKEFS_* settings."""
 
-from .config import EmbeddedLakeFSSettings
+from infra.settings import EmbeddedLakeFSSettings
+
 from .server import run_server
 
 if __name__ == "__main__":

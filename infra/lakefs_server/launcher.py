@@ -1,33 +1,22 @@
 """Start and stop the embedded lakeFS-API server as a child process.
 
-Used by the CLI's one-machine stack, the demo and the test suite; clients then talk to it over
-real HTTP exactly as they would to a lakeFS server.
+Used by the CLI, the demo and the test suite; clients then talk to it over real HTTP exactly as they
+would to a lakeFS server. The process is supervised by ``infra.processes.ManagedProcess``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from infra.errors import ServerStartError
+from infra.processes import ManagedProcess, child_environment, free_port, http_get
 
 CREDENTIALS_FILE = "credentials.json"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free on ``host`` right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+_HEALTHY = b""  # /healthcheck answers 204 with an empty body
 
 
 def read_credentials(data_dir: Path) -> tuple[str, str]:
@@ -58,7 +47,7 @@ class EmbeddedLakeFS:
         self.host = host
         self.port = port or free_port(host)
         self.env = dict(env or {})
-        self.process: subprocess.Popen[bytes] | None = None
+        self._managed: ManagedProcess | None = None
 
     @property
     def endpoint(self) -> str:
@@ -79,53 +68,50 @@ class EmbeddedLakeFS:
     def log_path(self) -> Path:
         return self.data_dir / "server.log"
 
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The server process, once started."""
+        return None if self._managed is None else self._managed.process
+
     def start(self, timeout: float = 30.0) -> EmbeddedLakeFS:
-        """Start the process and wait until ``/healthcheck`` answers."""
+        """Start the process and wait until ``/healthcheck`` answers.
+
+        Raises:
+            ServerStartError: the server exited or was not healthy within ``timeout`` seconds (the
+                message ends with its last log lines).
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            **self.env,
-            "LOCKGATE_EMBEDDED_LAKEFS_HOST": self.host,
-            "LOCKGATE_EMBEDDED_LAKEFS_PORT": str(self.port),
-            "LOCKGATE_EMBEDDED_LAKEFS_DATA_DIR": str(self.data_dir),
-        }
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "infra.lakefs_server"], env=env, stdout=log, stderr=subprocess.STDOUT
+        env = child_environment(
+            {
+                **self.env,
+                "LOCKGATE_EMBEDDED_LAKEFS_HOST": self.host,
+                "LOCKGATE_EMBEDDED_LAKEFS_PORT": str(self.port),
+                "LOCKGATE_EMBEDDED_LAKEFS_DATA_DIR": str(self.data_dir),
+            }
         )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ServerStartError(
-                    f"embedded lakeFS server exited with code {self.process.returncode}; "
-                    f"last log lines:\n{self._log_tail()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.endpoint}/healthcheck", timeout=1) as response:
-                    if response.status == 204:
-                        return self
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.05)
-        self.kill()
-        raise ServerStartError(f"embedded lakeFS server not healthy after {timeout}s:\n{self._log_tail()}")
+        self._managed = ManagedProcess(
+            "embedded lakeFS server",
+            [sys.executable, "-m", "infra.lakefs_server"],
+            log_path=self.log_path,
+            env=env,
+        ).start()
+        self._managed.wait_ready(
+            lambda: http_get(f"{self.endpoint}/healthcheck", timeout=1) == _HEALTHY,
+            timeout_s=timeout,
+            on_exit=ServerStartError,
+            on_timeout=ServerStartError,
+        )
+        return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop gracefully (SIGTERM), killing after ``timeout`` seconds."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self._managed is not None:
+            self._managed.stop(timeout)
 
     def kill(self) -> None:
         """Kill the process at once (SIGKILL), as a crash would."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        if self._managed is not None:
+            self._managed.kill()
 
     def client(self, **kwargs: Any):  # -> lakefs.Client
         """Return an official ``lakefs.Client`` authenticated against this server."""
@@ -133,12 +119,6 @@ class EmbeddedLakeFS:
 
         access_key_id, secret = self.credentials
         return lakefs.Client(host=self.endpoint, username=access_key_id, password=secret, **kwargs)
-
-    def _log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
     def __enter__(self) -> EmbeddedLakeFS:
         return self.start()

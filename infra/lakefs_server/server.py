@@ -9,9 +9,10 @@ import secrets
 import string
 from pathlib import Path
 
+from infra.settings import EmbeddedLakeFSSettings
+
 from .app import LakeFSApi, Presigner, build_app
 from .blockstore import LocalBlockStore, S3BlockStore
-from .config import EmbeddedLakeFSSettings
 from .launcher import CREDENTIALS_FILE
 from .store import Store
 

@@ -15,7 +15,8 @@ import pytest
 from asgi_support import RelayClient, serve_on_port
 
 from flows import loop
-from flows.deployments import AutomationSettings, build_deployments
+from flows.deployments import build_deployments
+from infra.settings import AutomationSettings
 
 pytestmark = [pytest.mark.integration]
 RUN_TIMEOUT_S = 60.0
@@ -80,7 +81,8 @@ def test_a_drift_event_starts_retrain_with_its_evidence(environment) -> None:
 
 
 def test_a_signed_external_webhook_starts_retrain(environment) -> None:
-    from serving.webhook_relay import RelaySettings, create_app, sign
+    from infra.settings import RelaySettings
+    from serving.webhook_relay import create_app, sign
 
     model = unique_model()
     deployment_id = apply_retrain(AutomationSettings(model_name=model, retrain_on_merge=False))
@@ -103,7 +105,8 @@ def test_a_signed_external_webhook_starts_retrain(environment) -> None:
 
 
 def test_a_real_lakefs_merge_starts_retrain_through_the_relay(environment, repo, tmp_path) -> None:
-    from serving.webhook_relay import RelaySettings, create_app
+    from infra.settings import RelaySettings
+    from serving.webhook_relay import create_app
 
     model = unique_model()
     deployment_id = apply_retrain(AutomationSettings(model_name=model, data_repository=repo.id))

@@ -27,7 +27,8 @@ import pytest
 from asgi_support import serve_on_port
 from lakefs.exceptions import ServerException
 
-from serving.webhook_relay import RelaySettings, create_app, sign
+from infra.settings import RelaySettings
+from serving.webhook_relay import create_app, sign
 from tasks import versioning
 from tasks.datasets import DatasetSpec, get_dataset
 from tasks.generate import GeneratorConfig, write_batch

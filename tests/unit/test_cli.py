@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from infra.lakefs_server.config import EmbeddedLakeFSSettings
+from infra.settings import EmbeddedLakeFSSettings
 
 # Wide, colourless output so option names are neither truncated nor split by escape codes.
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})

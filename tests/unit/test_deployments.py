@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.deployments import AutomationSettings, build_deployments, prefect_yaml
+from flows.deployments import build_deployments, prefect_yaml
+from infra.settings import AutomationSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = {

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from contracts.slo import SLOThresholds
 from tasks import monitoring
 from tasks.feedback import LabelError, check_labels
 
@@ -65,7 +66,7 @@ def test_slo_figures_per_version_and_their_breaches() -> None:
     figures = monitoring.slo_figures(
         log_frame(slow + failing + shadow),
         model_name="m",
-        slo=monitoring.MonitorSLO(max_p99_latency_ms=500, max_error_rate=0.05, min_requests=50),
+        slo=SLOThresholds(p99_latency_ms=500, max_error_rate=0.05, min_requests=50),
     )
     by_version = {row["version"]: row for row in figures}
     assert set(by_version) == {"v1", "v2"}  # shadow copies answer no client
@@ -78,7 +79,7 @@ def test_slo_figures_per_version_and_their_breaches() -> None:
 
 def test_slo_figures_of_a_few_requests_are_insufficient_data() -> None:
     (row,) = monitoring.slo_figures(
-        log_frame([{"latency_ms": 5_000.0}] * 3), model_name="m", slo=monitoring.MonitorSLO(min_requests=50)
+        log_frame([{"latency_ms": 5_000.0}] * 3), model_name="m", slo=SLOThresholds(min_requests=50)
     )
     assert row["status"] == "insufficient data" and row["breaches"] == []
 
@@ -175,7 +176,7 @@ def test_slo_from_metrics_judges_the_change_since_the_last_snapshot() -> None:
         START + timedelta(seconds=100), 1_090, 10, {"50.0": 1_050, "1000.0": 1_100, "+Inf": 1_100}
     )
     (row,) = monitoring.slo_from_metrics(
-        before, after, slo=monitoring.MonitorSLO(max_p99_latency_ms=500, max_error_rate=0.05, min_requests=50)
+        before, after, slo=SLOThresholds(p99_latency_ms=500, max_error_rate=0.05, min_requests=50)
     )
     assert row["requests"] == 100 and row["error_rate"] == pytest.approx(0.1)
     assert row["throughput_rps"] == pytest.approx(1.0) and row["source"] == "serving metrics"
@@ -186,9 +187,9 @@ def test_slo_from_metrics_judges_the_change_since_the_last_snapshot() -> None:
 def test_slo_from_metrics_after_a_restart_and_on_the_first_run() -> None:
     before = _snapshot(START, 5_000, 0, {"50.0": 5_000, "+Inf": 5_000})
     restarted = _snapshot(START + timedelta(seconds=10), 80, 0, {"50.0": 80, "+Inf": 80})
-    (row,) = monitoring.slo_from_metrics(before, restarted, slo=monitoring.MonitorSLO(min_requests=50))
+    (row,) = monitoring.slo_from_metrics(before, restarted, slo=SLOThresholds(min_requests=50))
     assert row["requests"] == 80 and row["status"] == "ok"
-    (first,) = monitoring.slo_from_metrics(None, restarted, slo=monitoring.MonitorSLO(min_requests=50))
+    (first,) = monitoring.slo_from_metrics(None, restarted, slo=SLOThresholds(min_requests=50))
     assert first["requests"] == 80 and first["throughput_rps"] is None
 
 

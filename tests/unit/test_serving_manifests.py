@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serving.config import ServingSettings
+from infra.settings import ServingSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVE_CONFIG = ROOT / "infra" / "ray" / "serve_config.yaml"

@@ -8,14 +8,9 @@ import numpy as np
 import pydantic
 import pytest
 
-from serving.stats import (
-    LATENCY_BOUNDS_MS,
-    PROBABILITY_BINS,
-    SLOThresholds,
-    VersionStats,
-    judge,
-    population_stability_index,
-)
+from contracts.slo import SLOThresholds
+from serving.stats import LATENCY_BOUNDS_MS, PROBABILITY_BINS, VersionStats, judge
+from tasks.psi import histogram_psi
 
 BUCKET_RATIO = 10 ** (1 / 12)  # consecutive latency bounds are this factor apart
 
@@ -189,15 +184,15 @@ def test_summary_figures() -> None:
 
 def test_psi_of_identical_or_proportional_histograms_is_zero() -> None:
     histogram = [5, 10, 0, 40, 45]
-    assert population_stability_index(histogram, histogram) == 0.0
-    assert population_stability_index(histogram, [3 * count for count in histogram]) == pytest.approx(0.0)
+    assert histogram_psi(histogram, histogram) == 0.0
+    assert histogram_psi(histogram, [3 * count for count in histogram]) == pytest.approx(0.0)
 
 
 def test_psi_known_value() -> None:
     # Shares (0.5, 0.5) against (0.9, 0.1): sum of (q - p) * ln(q / p) over the two bins.
     expected = (0.9 - 0.5) * math.log(0.9 / 0.5) + (0.1 - 0.5) * math.log(0.1 / 0.5)
-    assert population_stability_index([50, 50], [90, 10]) == pytest.approx(expected)
-    assert population_stability_index([90, 10], [50, 50]) == pytest.approx(expected)  # symmetric
+    assert histogram_psi([50, 50], [90, 10]) == pytest.approx(expected)
+    assert histogram_psi([90, 10], [50, 50]) == pytest.approx(expected)  # symmetric
 
 
 def test_psi_grows_as_the_distribution_shifts() -> None:
@@ -205,13 +200,13 @@ def test_psi_grows_as_the_distribution_shifts() -> None:
     values = []
     for moved in (0, 20, 40, 60, 80, 99):
         shifted = [100 - moved, 100, 100, 100, 100 + moved]
-        values.append(population_stability_index(baseline, shifted))
+        values.append(histogram_psi(baseline, shifted))
     assert values[0] == 0.0
     assert all(a < b for a, b in zip(values, values[1:], strict=False))
 
 
 def test_psi_stays_finite_with_empty_bins() -> None:
-    psi = population_stability_index([100, 0], [0, 100])
+    psi = histogram_psi([100, 0], [0, 100])
     assert math.isfinite(psi)
     assert psi > 5
 
@@ -219,12 +214,12 @@ def test_psi_stays_finite_with_empty_bins() -> None:
 @pytest.mark.parametrize(("expected", "actual"), [([0, 0], [1, 1]), ([1, 1], [0, 0]), ([], [])])
 def test_psi_of_an_empty_histogram_raises(expected: list[int], actual: list[int]) -> None:
     with pytest.raises(ValueError, match="non-empty"):
-        population_stability_index(expected, actual)
+        histogram_psi(expected, actual)
 
 
 def test_psi_refuses_histograms_over_different_bins() -> None:
     with pytest.raises(ValueError):
-        population_stability_index([1, 2, 3], [1, 2])
+        histogram_psi([1, 2, 3], [1, 2])
 
 
 def test_psi_rarely_flags_two_samples_of_the_same_distribution() -> None:
@@ -238,7 +233,7 @@ def test_psi_rarely_flags_two_samples_of_the_same_distribution() -> None:
     for _ in range(200):
         champion = probability_histogram(rng.beta(2, 5, size=2_000))
         challenger = probability_histogram(rng.beta(2, 5, size=2_000))
-        values.append(population_stability_index(champion.probability_counts, challenger.probability_counts))
+        values.append(histogram_psi(champion.probability_counts, challenger.probability_counts))
     false_alarms = sum(value > threshold for value in values)
     assert false_alarms == 0
     assert 0.005 < float(np.mean(values)) < 0.05  # near the chi-squared mean, and not a constant 0
@@ -251,7 +246,7 @@ def test_psi_always_flags_a_real_shift() -> None:
     for _ in range(50):
         champion = probability_histogram(rng.beta(2, 5, size=2_000))
         challenger = probability_histogram(rng.beta(5, 2, size=2_000))
-        psi = population_stability_index(champion.probability_counts, challenger.probability_counts)
+        psi = histogram_psi(champion.probability_counts, challenger.probability_counts)
         assert psi > 4 * slo.max_prediction_psi
 
 
@@ -368,9 +363,7 @@ def test_psi_false_alarms_stay_rare_at_the_smallest_judged_sample() -> None:
     for _ in range(300):
         a = stats_of([10.0], probabilities=rng.beta(2, 5, size=slo.min_psi_records))
         b = stats_of([10.0], probabilities=rng.beta(2, 5, size=slo.min_psi_records))
-        alarms += (
-            population_stability_index(a.probability_counts, b.probability_counts) > slo.max_prediction_psi
-        )
+        alarms += histogram_psi(a.probability_counts, b.probability_counts) > slo.max_prediction_psi
     assert alarms <= 3, alarms
 
 

@@ -24,7 +24,8 @@ import pytest
 import urllib3
 from lakefs.exceptions import ServerException
 
-from infra.lakefs_server.launcher import EmbeddedLakeFS, free_port
+from infra.lakefs_server.launcher import EmbeddedLakeFS
+from infra.processes import free_port
 
 
 def new_name(prefix: str = "repo") -> str:

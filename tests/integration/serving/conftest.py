@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from serving_support import register_monitored_model
 
-from infra.lakefs_server.launcher import free_port
+from infra.processes import free_port
 from infra.settings import LakeFSSettings
 from tasks.registry import set_alias
 
@@ -22,7 +22,7 @@ from tasks.registry import set_alias
 @dataclass
 class Serving:
     url: str
-    settings: object  # serving.config.ServingSettings
+    settings: object  # infra.settings.ServingSettings
     lakefs: LakeFSSettings
     client: object  # lakefs.Client
     model_name: str
@@ -34,7 +34,7 @@ def serving(lakefs_server, lakefs_client, tmp_path_factory: pytest.TempPathFacto
     import ray
     from ray import serve
 
-    from serving.config import ServingSettings
+    from infra.settings import ServingSettings
     from serving.operations import start_serving, stop_serving
 
     model_name = f"serve-{uuid.uuid4().hex[:8]}"

@@ -10,8 +10,7 @@ import pytest
 from serving_support import loan_records, register_loans_model
 
 from infra.lakefs_server.launcher import EmbeddedLakeFS
-from infra.settings import LakeFSSettings
-from serving.config import ServingSettings
+from infra.settings import LakeFSSettings, ServingSettings
 from serving.inference_log import read_inference_log
 from serving.operations import start_serving, stop_serving
 from tasks.registry import set_alias

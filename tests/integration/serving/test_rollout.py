@@ -10,11 +10,11 @@ import pytest
 from prefect_support import read_artifacts, read_events
 from serving_support import loan_records, register_loans_model
 
+from contracts.slo import SLOThresholds
 from flows.deploy import DeployParameters, RolloutError, RolloutStep, deploy_flow
 from infra.errors import ModelNotFoundError
-from serving.config import FaultInjection
+from serving.faults import FaultInjection
 from serving.operations import TrafficController
-from serving.stats import SLOThresholds
 from serving.traffic import TrafficGenerator
 from tasks.registry import get_alias
 
@@ -243,7 +243,7 @@ def test_deploy_starts_the_serving_app_on_a_cluster_where_none_runs(serving, pre
 
     import ray
 
-    from serving.config import ServingSettings
+    from infra.settings import ServingSettings
     from serving.operations import stop_serving
 
     name = f"first-{uuid.uuid4().hex[:6]}"

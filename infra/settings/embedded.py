@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
+
+from infra.settings.base import settings_config
 
 
 class EmbeddedLakeFSSettings(BaseSettings):
     """How the embedded lakeFS-compatible server listens, authenticates and stores data."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="LOCKGATE_EMBEDDED_LAKEFS_", extra="ignore", hide_input_in_errors=True
-    )
+    model_config = settings_config("LOCKGATE_EMBEDDED_LAKEFS_")
 
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on (0 picks a free one).")

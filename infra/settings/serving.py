@@ -1,15 +1,18 @@
-"""Settings of the serving app (``LOCKGATE_SERVING_*``) and of fault injection for game days."""
+"""Where the serving app runs and how it batches, logs and routes (``LOCKGATE_SERVING_*``)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings
+
+from infra.naming import INFERENCE_REPOSITORY, MODEL_NAME_PATTERN
+from infra.settings.base import settings_config
 
 
 class ServingSettings(BaseSettings):
     """Where the serving app runs and how it batches, logs and routes."""
 
-    model_config = SettingsConfigDict(env_prefix="LOCKGATE_SERVING_", extra="ignore")
+    model_config = settings_config("LOCKGATE_SERVING_")
 
     ray_address: str | None = Field(
         None,
@@ -30,7 +33,9 @@ class ServingSettings(BaseSettings):
         "/", pattern=r"^/[A-Za-z0-9/_-]*$", description="HTTP route of the ingress on the Serve proxy."
     )
     dataset: str = Field("loans", description="Dataset whose inference contract requests must meet.")
-    model_name: str = Field("loans-mlp", description="Registered model the app serves.")
+    model_name: str = Field(
+        "loans-mlp", pattern=MODEL_NAME_PATTERN, description="Registered model the app serves."
+    )
     initial_ref: str = Field("champion", description="Version or alias served when the app starts.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body (413 beyond it).")
     max_records: int = Field(1_000, ge=1, description="Most records in one request (413 beyond it).")
@@ -62,7 +67,11 @@ class ServingSettings(BaseSettings):
     )
     request_timeout_s: float = Field(10.0, gt=0, description="A model call slower than this fails (504).")
     inference_logging: bool = Field(True, description="Append every prediction to the inference repo.")
-    inference_repository: str = Field("lockgate-inference", description="lakeFS repository of the logs.")
+    inference_repository: str = Field(
+        INFERENCE_REPOSITORY,
+        description="lakeFS repository of the inference log and labels: the serving app writes it, "
+        "monitoring and `lockgate labels` use the same one.",
+    )
     log_flush_rows: int = Field(2_000, ge=1, description="Commit the log when this many rows wait.")
     log_flush_interval_s: float = Field(2.0, gt=0, description="Commit the log at least this often.")
     log_capacity_rows: int = Field(
@@ -82,6 +91,12 @@ class ServingSettings(BaseSettings):
     metrics_export_port: int | None = Field(
         None, description="Port of Ray's Prometheus metrics endpoint on a locally started Ray."
     )
+    ray_log_to_driver: bool = Field(
+        False,
+        validation_alias=AliasChoices("LOCKGATE_SERVING_RAY_LOG_TO_DRIVER", "LOCKGATE_RAY_LOG_TO_DRIVER"),
+        description="Show the Ray workers' log lines in this process's output (LOCKGATE_RAY_LOG_TO_DRIVER "
+        "is read too).",
+    )
 
     @model_validator(mode="after")
     def _autoscaling_range(self) -> ServingSettings:
@@ -99,16 +114,3 @@ THROUGHPUT_ENVIRONMENT = {
     "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
     "RAY_SERVE_FREEZE_GC_ON_STARTUP": "1",
 }
-
-
-class FaultInjection(BaseModel):
-    """Faults a model deployment injects into its own answers, for rollout drills and game days.
-
-    Off by default; ``deploy_flow`` accepts it for the challenger only, so a drill can prove that the
-    SLO gate rolls a slow or failing version back.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    latency_ms: float = Field(0.0, ge=0, le=60_000, description="Added to every request.")
-    error_rate: float = Field(0.0, ge=0, le=1, description="Share of requests that fail.")

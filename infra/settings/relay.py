@@ -1,0 +1,67 @@
+"""Secrets and limits of the webhook relay (``LOCKGATE_WEBHOOK_*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings
+
+from infra.settings.base import check_secret, settings_config
+
+MIN_SECRET_LENGTH = 16
+
+
+class RelaySettings(BaseSettings):
+    """Secrets and limits of the webhook relay (``LOCKGATE_WEBHOOK_*``)."""
+
+    model_config = settings_config("LOCKGATE_WEBHOOK_")
+
+    secret: SecretStr = Field(
+        ...,
+        description="Shared HMAC-SHA256 secret external systems sign /hooks/events requests with "
+        f"(at least {MIN_SECRET_LENGTH} characters, no placeholder). Never logged.",
+    )
+    lakefs_secret: SecretStr | None = Field(
+        None,
+        description="Secret /hooks/lakefs requests must be signed with; unset: lakeFS webhooks are "
+        "accepted unsigned (lakeFS cannot sign), so keep the relay on a private network.",
+    )
+    replay_window_s: int = Field(
+        300,
+        ge=1,
+        le=3600,
+        description="Largest clock difference accepted, and how long nonces are remembered.",
+    )
+    max_body_bytes: int = Field(65_536, ge=1, description="Largest request body (413 beyond it).")
+    rate_limit_per_minute: int = Field(
+        60, ge=1, description="Requests per minute per client address and event name (429 beyond it)."
+    )
+    nonce_cache_size: int = Field(
+        10_000, ge=1, description="Nonces remembered at most; the oldest are forgotten first."
+    )
+    protected_branches: list[str] = Field(
+        default_factory=lambda: ["main"],
+        description="Branches (exact names) whose lakeFS pre-merge webhooks run the contract gate; a "
+        "merge into any other branch is allowed unchecked. JSON list in the environment.",
+    )
+    require_contract_report: bool = Field(
+        True,
+        description="The contract gate also refuses data whose batch has no passed contract report "
+        "on the source ref (see tasks.merge_gate).",
+    )
+
+    @field_validator("protected_branches")
+    @classmethod
+    def _check_branches(cls, value: list[str]) -> list[str]:
+        if any(not branch.strip() for branch in value):
+            raise ValueError("protected branch names must not be empty")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _refuse_weak_secret(cls, value: SecretStr) -> SecretStr:
+        return check_secret(value, "LOCKGATE_WEBHOOK_SECRET", min_length=MIN_SECRET_LENGTH)  # type: ignore[return-value]
+
+    @field_validator("lakefs_secret")
+    @classmethod
+    def _refuse_weak_lakefs_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        return check_secret(value, "LOCKGATE_WEBHOOK_LAKEFS_SECRET", min_length=MIN_SECRET_LENGTH)
