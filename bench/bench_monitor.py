@@ -54,10 +54,10 @@ def main() -> None:
     from contracts.loans import FEATURE_COLUMNS
     from flows.monitor import MonitorParameters, monitor_flow
     from serving.inference_log import LakeFSInferenceSink, log_rows
-    from serving.predictor import Predictor
     from tasks import monitoring
     from tasks.drift import detect_drift
     from tasks.generate import GeneratorConfig, generate_frame
+    from tasks.predictor import Predictor
     from tasks.registry import set_alias
 
     torch.set_num_threads(1)

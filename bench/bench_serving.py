@@ -47,7 +47,7 @@ class BareModel:
 
     def __init__(self, model_name: str, ref: str, lakefs) -> None:
         from infra.clients import make_lakefs_client
-        from serving.predictor import Predictor
+        from tasks.predictor import Predictor
 
         self.predictor = Predictor.from_registry(model_name, ref, client=make_lakefs_client(lakefs))
 
@@ -66,7 +66,7 @@ class BareModelServer:
 
     def __init__(self, model_name: str, ref: str, lakefs) -> None:
         from infra.clients import make_lakefs_client
-        from serving.predictor import Predictor
+        from tasks.predictor import Predictor
 
         self.predictor = Predictor.from_registry(model_name, ref, client=make_lakefs_client(lakefs))
 

@@ -25,17 +25,17 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
+from contracts.rollout import default_plan
 from contracts.slo import SLOThresholds
-from flows.deploy import default_plan, deploy_flow
+from flows.deploy import deploy_flow
 from flows.ingest import ingest_flow
-from flows.monitor import DRIFT_EVENT, monitor_flow
+from flows.monitor import monitor_flow
 from flows.retrain import retrain_flow
 from flows.train import train_flow
 from infra.settings import AutomationSettings
+from tasks import events
 from tasks.datasets import get_dataset
 
-MERGED_EVENT = "lockgate.dataset.merged"
-EXTERNAL_RETRAIN_EVENT = "lockgate.external.retrain"
 TAGS = ["lockgate"]
 
 
@@ -46,7 +46,7 @@ def retrain_triggers(settings: AutomationSettings) -> list[DeploymentEventTrigge
     triggers = [
         DeploymentEventTrigger(
             name=f"retrain {settings.model_name} on drift",
-            expect={DRIFT_EVENT},
+            expect={events.DRIFT_DETECTED},
             match={"lockgate.model": settings.model_name},
             parameters={
                 "parameters": {
@@ -59,7 +59,7 @@ def retrain_triggers(settings: AutomationSettings) -> list[DeploymentEventTrigge
         ),
         DeploymentEventTrigger(
             name=f"retrain {settings.model_name} from a signed webhook",
-            expect={EXTERNAL_RETRAIN_EVENT},
+            expect={events.EXTERNAL_RETRAIN},
             parameters={
                 "parameters": {
                     **common,
@@ -74,7 +74,7 @@ def retrain_triggers(settings: AutomationSettings) -> list[DeploymentEventTrigge
         triggers.append(
             DeploymentEventTrigger(
                 name=f"retrain {settings.model_name} on new {settings.dataset} data",
-                expect={MERGED_EVENT},
+                expect={events.DATASET_MERGED},
                 match={
                     "lakefs.repository": settings.data_repository or spec.repository,
                     "lakefs.branch": "main",

@@ -17,7 +17,6 @@ from typing import Any
 from infra.errors import LoopError
 from infra.processes import ManagedProcess, child_environment
 from infra.settings import THROUGHPUT_ENVIRONMENT
-from tasks import registry
 
 WORKER_START_TIMEOUT_S = 90.0
 
@@ -121,25 +120,3 @@ def decision_of(flow_run_id: str) -> dict[str, Any]:
             table = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
             return {row["item"]: row["value"] for row in table}
     raise LoopError(f"flow run {flow_run_id} recorded no retrain decision")
-
-
-def lineage_chain(client, model_name: str, ref: str = "champion") -> list[tuple[str, str]]:
-    """From a model version back to the bytes it was trained on: (what, where) pairs, newest first."""
-    card = registry.show_model(model_name, ref, client=client)
-    reports = [r.strip() for r in card.contract_report.split(",") if r.strip()]
-    chain = [
-        (
-            f"model {model_name} {card.version}",
-            f"weights sha256 {card.weights_sha256[:16]}..., code {card.code_version}",
-        ),
-        ("trained by Prefect flow run", card.flow_run_id or "(outside Prefect)"),
-        ("on data commit", f"lakefs://{card.data_repository}/{card.data_commit_id}"),
-    ]
-    chain += [("let through by contract report", report) for report in reports]
-    chain.append(
-        (
-            "holdout metrics",
-            json.dumps({k: card.metrics.get("holdout", {}).get(k) for k in ("roc_auc", "accuracy")}),
-        )
-    )
-    return chain

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from infra.errors import DaskUnavailableError
+from infra.errors import ConfigurationError, DaskUnavailableError
 from infra.settings import DaskSettings, LakeFSSettings, S3Settings
 
 if TYPE_CHECKING:
@@ -32,13 +32,13 @@ def make_lakefs_client(settings: LakeFSSettings) -> lakefs.Client:
         The client.
 
     Raises:
-        ValueError: ``settings.endpoint`` is unset. The embedded server picks its port when it starts,
+        ConfigurationError: ``settings.endpoint`` is unset. The embedded server picks its port when it starts,
             so start it with ``infra.lakefs_server.launcher.EmbeddedLakeFS`` and use its ``.client()``.
     """
     import lakefs  # imported here so CLI start-up and --help stay fast
 
     if settings.endpoint is None:
-        raise ValueError(
+        raise ConfigurationError(
             "LOCKGATE_LAKEFS_ENDPOINT is unset: start the embedded server "
             "(EmbeddedLakeFS(data_dir).start()) and use its .client(), or set the endpoint of a lakeFS server"
         )
@@ -48,6 +48,20 @@ def make_lakefs_client(settings: LakeFSSettings) -> lakefs.Client:
         username=settings.access_key_id,
         password=settings.secret_access_key.get_secret_value(),
         verify_ssl=settings.verify_ssl,
+    )
+
+
+def lakefs_settings_of(client: lakefs.Client) -> LakeFSSettings:
+    """The endpoint and credentials of ``client`` as settings, for processes that build their own
+    client (Dask workers, Ray replicas) without reading the environment."""
+    from pydantic import SecretStr
+
+    config = client.config
+    return LakeFSSettings(
+        endpoint=config.host,
+        access_key_id=config.username,
+        secret_access_key=SecretStr(config.password),
+        verify_ssl=config.verify_ssl,
     )
 
 

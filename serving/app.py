@@ -26,10 +26,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 
+from contracts.rollout import FaultInjection
 from infra.errors import InjectedFaultError, ModelNotReadyError
 from infra.settings import LakeFSSettings, ServingSettings
 from serving.control import control_actor
-from serving.faults import FaultInjection
 from serving.inference_log import InferenceLogger, LakeFSInferenceSink, log_rows
 from serving.predictor import ModelLoader, Predictor
 from serving.routing import Route, RoutingTable

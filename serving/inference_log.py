@@ -7,10 +7,7 @@ replica shutdown). When the buffer is full (the store is down for long), new row
 counted, never silently: ``stats()["dropped"]`` and the ``lockgate_inference_log_dropped`` metric say
 how many. A failed write keeps its rows and is retried with back-off.
 
-Layout in the repository (``lockgate-inference`` by default), on ``main``::
-
-    logs/date=2026-11-27/<writer>-<sequence>.parquet
-
+The format (paths, columns, ``log_rows``) is ``contracts.inference_log``, shared with the readers:
 one object per flush, one commit per flush (metadata: rows, writer, first/last time, versions), so
 monitoring reads what arrived between two commits with a lakeFS diff.
 """
@@ -22,33 +19,18 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
+from contracts.inference_log import BASE_COLUMNS, empty_log, log_object_path, log_rows
 from infra.errors import NoChangesError
-from tasks.feedback import INFERENCE_REPOSITORY, LOG_PREFIX
+from tasks import versioning
+
+__all__ = ["BASE_COLUMNS", "InferenceLogger", "LakeFSInferenceSink", "log_rows", "read_inference_log"]
 
 logger = logging.getLogger(__name__)
-
-# Columns every log row has, besides the request's feature columns.
-BASE_COLUMNS = (
-    "request_id",
-    "record_index",
-    "time",
-    "model_name",
-    "model_version",
-    "role",
-    "shadow",
-    "status",
-    "latency_ms",
-    "prediction",
-    "probability",
-)
-
-_BASE = frozenset(BASE_COLUMNS)  # a feature with one of these names is logged as feature_<name>
 
 Sink = Callable[[pd.DataFrame], None]
 
@@ -64,7 +46,7 @@ class LakeFSInferenceSink:
         self,
         client_factory: Callable[[], Any],
         *,
-        repository: str = INFERENCE_REPOSITORY,
+        repository: str,
         branch: str = "main",
         writer: str | None = None,
     ) -> None:
@@ -77,33 +59,22 @@ class LakeFSInferenceSink:
         self._ready = False
 
     def __call__(self, frame: pd.DataFrame) -> None:
-        from tasks.versioning import (
-            commit_changes,
-            default_storage_namespace,
-            ensure_repository,
-            write_dataframe,
-        )
-
         if self._client is None:
             self._client = self._client_factory()
         client = self._client
         if not self._ready:
-            namespace = default_storage_namespace(self.repository, client=client)
-            if namespace is None:
-                raise RuntimeError(
-                    f"the lakeFS server suggests no storage namespace for {self.repository!r}: create the "
-                    "repository yourself"
-                )
-            ensure_repository(self.repository, storage_namespace=namespace, client=client)
+            versioning.ensure_default_repository(self.repository, client=client)
             self._ready = True
         self._sequence += 1
         first, last = frame["time"].min(), frame["time"].max()
-        path = f"{LOG_PREFIX}date={first:%Y-%m-%d}/{self.writer}-{self._sequence:08d}.parquet"
-        write_dataframe(frame, repository=self.repository, branch=self.branch, path=path, client=client)
+        path = log_object_path(first, self.writer, self._sequence)
+        versioning.write_dataframe(
+            frame, repository=self.repository, branch=self.branch, path=path, client=client
+        )
         versions = sorted(set(frame["model_version"].astype(str)))
         # NoChangesError: another writer's commit on the same branch took our staged object with it.
         with contextlib.suppress(NoChangesError):
-            commit_changes(
+            versioning.commit_changes(
                 self.repository,
                 self.branch,
                 message=f"inference log: {len(frame)} row(s) from {self.writer}",
@@ -336,55 +307,12 @@ def _frame(columns: dict[str, list[Any]]) -> pd.DataFrame:
     return frame
 
 
-def log_rows(
-    *,
-    request_id: str,
-    records: list[Mapping[str, Any]],
-    model_name: str,
-    model_version: str,
-    role: str,
-    shadow: bool,
-    latency_ms: float,
-    probabilities: list[float] | None,
-    threshold: float = 0.5,
-    status: str = "ok",
-    at: datetime | None = None,
-) -> list[dict[str, Any]]:
-    """One log row per record of a request: features, prediction, version, latency, time, request ID."""
-    at = at or datetime.now(UTC)
-    rows = []
-    for index, record in enumerate(records):
-        probability = None if probabilities is None else float(probabilities[index])
-        rows.append(
-            {
-                "request_id": request_id,
-                "record_index": index,
-                "time": at,
-                "model_name": model_name,
-                "model_version": model_version,
-                "role": role,
-                "shadow": shadow,
-                "status": status,
-                "latency_ms": float(latency_ms),
-                "prediction": None if probability is None else int(probability >= threshold),
-                "probability": probability,
-                **{(f"feature_{name}" if name in _BASE else name): value for name, value in record.items()},
-            }
-        )
-    return rows
-
-
-def read_inference_log(client, *, repository: str = INFERENCE_REPOSITORY, ref: str = "main") -> pd.DataFrame:
+def read_inference_log(client, *, repository: str, ref: str = "main") -> pd.DataFrame:
     """Every logged row at ``ref`` (an empty frame when nothing was logged yet)."""
-    import io
+    from contracts.inference_log import LOG_PREFIX, PARQUET_SUFFIX
 
-    import lakefs
-
-    reference = lakefs.Reference(repository, ref, client=client)
-    frames = []
-    for item in reference.objects(prefix=LOG_PREFIX):
-        if item.path.endswith(".parquet"):
-            frames.append(pd.read_parquet(io.BytesIO(reference.object(item.path).reader(mode="rb").read())))
-    if not frames:
-        return pd.DataFrame(columns=list(BASE_COLUMNS))
-    return pd.concat(frames, ignore_index=True)
+    paths = versioning.list_objects(
+        repository, ref=ref, prefix=LOG_PREFIX, suffix=PARQUET_SUFFIX, client=client
+    )
+    frame = versioning.read_parquet_objects(repository, ref=ref, paths=paths, client=client)
+    return empty_log() if frame is None else frame

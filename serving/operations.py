@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.rollout import FaultInjection
 from infra.errors import ServingError
 from infra.processes import set_environment_defaults
 from infra.settings import THROUGHPUT_ENVIRONMENT, LakeFSSettings, ServingSettings
 from serving.control import control_actor, existing_control_actor
-from serving.faults import FaultInjection
 from serving.routing import Route, RoutingTable
 
 logger = logging.getLogger(__name__)
@@ -290,3 +290,32 @@ def ensure_control(settings: ServingSettings, routes: list[Route]):
     """Create the control actor with ``routes`` when it is missing (used by tests and the CLI)."""
     table = RoutingTable(tuple(routes))
     return control_actor(settings.app_name, table.to_dict())
+
+
+class RayServing:
+    """The serving app on the Ray cluster of ``settings`` (the ``ServingBackend`` rollouts drive).
+
+    Args:
+        settings: Where the app runs and how it is named.
+        lakefs: Settings the model replicas build their registry client from.
+    """
+
+    def __init__(self, settings: ServingSettings, *, lakefs: LakeFSSettings) -> None:
+        self.settings = settings
+        self.lakefs = lakefs
+        self.app_name = settings.app_name
+        self.on_cluster = bool(settings.ray_address)
+
+    def controller(self) -> TrafficController:
+        return TrafficController(self.settings)
+
+    def deploy(self, version: str, *, faults: FaultInjection | None) -> Route:
+        return deploy_version(self.settings, version, lakefs=self.lakefs, faults=faults)
+
+    def retire(self, app: str) -> None:
+        retire(app)
+
+    def start(self, version: str) -> str:
+        return start_serving(
+            self.settings.model_copy(update={"initial_ref": version}), lakefs=self.lakefs
+        ).url

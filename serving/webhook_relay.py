@@ -103,14 +103,13 @@ from pydantic import SecretStr
 
 from infra.errors import RequestRejectedError
 from infra.settings import RelaySettings
+from tasks import events
 
 if TYPE_CHECKING:
     import lakefs
 
     from tasks.datasets import DatasetSpec
 
-EXTERNAL_EVENT_PREFIX = "lockgate.external."
-MERGED_EVENT = "lockgate.dataset.merged"
 PRE_MERGE = "pre-merge"
 TIMESTAMP_HEADER = "X-Lockgate-Timestamp"
 NONCE_HEADER = "X-Lockgate-Nonce"
@@ -280,17 +279,12 @@ def lakefs_merge_event(hook: Mapping[str, Any]) -> dict[str, Any] | None:
             raise RequestRejectedError(400, f"lakeFS post-merge webhook body needs a string {key!r}")
         fields[key] = value
     repository, branch, commit = fields["repository_id"], fields["branch_id"], fields["commit_id"]
-    resource = {
-        "prefect.resource.id": f"lakefs.{repository}.{branch}",
-        "lakefs.repository": repository,
-        "lakefs.branch": branch,
-        "lakefs.commit": commit,
-    }
+    resource = events.dataset_resource(repository, branch, commit=commit)
     if isinstance(hook.get("source_ref"), str):
         resource["lakefs.source_ref"] = hook["source_ref"]
     payload = {key: hook[key] for key in LAKEFS_FIELDS if key in hook}
     payload["source"] = "lakefs-webhook"
-    return {"event": MERGED_EVENT, "resource": resource, "payload": payload}
+    return {"event": events.DATASET_MERGED, "resource": resource, "payload": payload}
 
 
 def pre_merge_request(hook: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -434,7 +428,7 @@ def create_app(
         payload = parse_object(body)
         return _emit(
             {
-                "event": f"{EXTERNAL_EVENT_PREFIX}{name}",
+                "event": events.external(name),
                 "resource": {"prefect.resource.id": f"lockgate.webhook.{name}", "lockgate.webhook": name},
                 "payload": payload,
             }

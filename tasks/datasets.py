@@ -10,12 +10,12 @@ publish a ``DatasetSpec`` under the ``lockgate.datasets`` entry-point group of y
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Literal
 
-from infra.errors import UnknownDatasetError
+from infra.errors import ConfigurationError, UnknownDatasetError
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -113,7 +113,10 @@ def available_datasets() -> dict[str, DatasetSpec]:
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         spec = entry.load()
         if not isinstance(spec, DatasetSpec):
-            raise TypeError(f"entry point {entry.name!r} ({entry.value}) is not a DatasetSpec")
+            raise ConfigurationError(
+                f"entry point {entry.name!r} ({entry.value}) of group {ENTRY_POINT_GROUP!r} is not a "
+                "DatasetSpec: publish a tasks.datasets.DatasetSpec there"
+            )
         found[spec.name] = spec
     return found
 
@@ -126,12 +129,29 @@ def check_dataset_name(name: str) -> str:
     return name
 
 
+def find_dataset_for_repository(
+    repository: str, *, datasets: Mapping[str, DatasetSpec] | None = None
+) -> DatasetSpec | None:
+    """The dataset stored in lakeFS repository ``repository``, or None when none is declared there.
+
+    Args:
+        repository: A lakeFS repository name.
+        datasets: The declared datasets by name; defaults to ``available_datasets()``.
+    """
+    known = available_datasets() if datasets is None else datasets
+    return next((spec for spec in known.values() if spec.repository == repository), None)
+
+
 def dataset_for_repository(repository: str) -> DatasetSpec:
-    """The declared dataset stored in lakeFS repository ``repository`` (e.g. from a model card)."""
-    for spec in available_datasets().values():
-        if spec.repository == repository:
-            return spec
-    raise UnknownDatasetError(f"no declared dataset lives in lakeFS repository {repository!r}")
+    """The declared dataset stored in lakeFS repository ``repository`` (e.g. from a model card).
+
+    Raises:
+        UnknownDatasetError: no declared dataset lives there.
+    """
+    spec = find_dataset_for_repository(repository)
+    if spec is None:
+        raise UnknownDatasetError(f"no declared dataset lives in lakeFS repository {repository!r}")
+    return spec
 
 
 def get_dataset(name: str) -> DatasetSpec:

@@ -2,29 +2,29 @@
 
 A batch is checked against ``contracts.feedback.OutcomeLabel`` first; a bad batch is refused whole
 with every problem named, and nothing is written. A good batch becomes one Parquet object under
-``labels/date=YYYY-MM-DD/`` on ``main`` of the inference repository, published by a single commit,
-so monitoring sees all of it or none of it.
+``labels/date=YYYY-MM-DD/`` (``contracts.inference_log``) on ``main`` of the inference repository,
+published by a single commit, so monitoring sees all of it or none of it.
 """
 
 from __future__ import annotations
 
-import io
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lakefs
 import pandas as pd
 import pandera.errors
 
 from contracts.feedback import LABEL_COLUMNS, OutcomeLabel
+from contracts.inference_log import label_object_path
 from infra.errors import LabelError
-from tasks.versioning import commit_changes, default_storage_namespace, ensure_repository, write_dataframe
+from tasks import versioning
 
-INFERENCE_REPOSITORY = "lockgate-inference"
-LOG_PREFIX = "logs/"
-LABELS_PREFIX = "labels/"
+if TYPE_CHECKING:
+    import lakefs
+
 _EXAMPLES = 3
 
 
@@ -35,10 +35,11 @@ class LabelBatch:
     rows: int
     path: str
     commit_id: str
+    repository: str
 
     @property
     def location(self) -> str:
-        return f"lakefs://{INFERENCE_REPOSITORY}/{self.commit_id}/{self.path}"
+        return f"lakefs://{self.repository}/{self.commit_id}/{self.path}"
 
 
 def read_label_file(path: str | Path) -> pd.DataFrame:
@@ -98,35 +99,23 @@ def ingest_labels(
     frame: pd.DataFrame,
     *,
     client: lakefs.Client,
-    repository: str = INFERENCE_REPOSITORY,
+    repository: str,
     source: str = "",
 ) -> LabelBatch:
-    """Check ``frame`` and publish it as one commit on ``main`` of the inference repository."""
+    """Check ``frame`` and publish it as one commit on ``main`` of the inference repository
+    (``ServingSettings.inference_repository``: the labels sit beside the answers they label)."""
     labels = check_labels(frame)
-    namespace = default_storage_namespace(repository, client=client)
-    ensure_repository(repository, storage_namespace=namespace, client=client)
-    path = f"{LABELS_PREFIX}date={datetime.now(UTC):%Y-%m-%d}/{uuid.uuid4().hex}.parquet"
-    write_dataframe(labels, repository=repository, branch="main", path=path, client=client)
-    commit_id = commit_changes(
+    versioning.ensure_default_repository(repository, client=client)
+    path = label_object_path(datetime.now(UTC), uuid.uuid4().hex)
+    versioning.write_dataframe(labels, repository=repository, branch="main", path=path, client=client)
+    commit_id = versioning.commit_changes(
         repository,
         "main",
         message=f"labels: {len(labels)} outcome(s)" + (f" from {source}" if source else ""),
         metadata={"lockgate.kind": "labels", "lockgate.rows": str(len(labels)), "lockgate.path": path},
         client=client,
     )
-    return LabelBatch(rows=len(labels), path=path, commit_id=commit_id)
-
-
-def read_parquet_objects(
-    repository: str, ref: str, paths: list[str], *, client: lakefs.Client
-) -> pd.DataFrame | None:
-    """The Parquet objects at ``ref`` concatenated, or None when ``paths`` is empty."""
-    reference = lakefs.Reference(repository, ref, client=client)
-    frames = []
-    for path in paths:
-        with reference.object(path).reader(mode="rb") as reader:
-            frames.append(pd.read_parquet(io.BytesIO(reader.read())))
-    return pd.concat(frames, ignore_index=True) if frames else None
+    return LabelBatch(rows=len(labels), path=path, commit_id=commit_id, repository=repository)
 
 
 def _describe(failures: pd.DataFrame) -> str:

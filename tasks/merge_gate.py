@@ -28,32 +28,32 @@ row group batch at a time and keys are spilled to disk (``KeyLedger``).
 
 from __future__ import annotations
 
-import json
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lakefs
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from lakefs.exceptions import NotFoundException
 
-from infra.errors import RefNotFoundError
 from tasks import versioning
-from tasks.datasets import DatasetSpec, available_datasets
-from tasks.ingestion import (
-    DATA_PREFIX,
-    REPORTS_PREFIX,
+from tasks.contract_reports import DATA_PREFIX, REPORTS_PREFIX, batch_folder, passed_contract_reports
+from tasks.datasets import DatasetSpec, find_dataset_for_repository
+from tasks.ingestion.checks import (
     KeyLedger,
     RowCheckCollector,
-    _check_cross_chunk_keys,
-    _check_rows,
-    _coerce,
-    _unique_keys,
+    check_keys_across_chunks,
+    check_rows,
+    coerce,
+    unique_keys,
 )
+
+if TYPE_CHECKING:
+    import lakefs
+
+__all__ = ["find_dataset_for_repository", "check_merge", "MergeCheck", "MergeFailure"]
 
 CHECKED_CHANGES = ("added", "changed")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -133,36 +133,6 @@ class MergeCheck:
         return "\n".join(lines)
 
 
-def find_dataset_for_repository(
-    repository: str, *, datasets: Mapping[str, DatasetSpec] | None = None
-) -> DatasetSpec | None:
-    """The dataset stored in lakeFS repository ``repository``, or None when none is declared there.
-
-    Args:
-        repository: A lakeFS repository name.
-        datasets: The declared datasets by name; defaults to ``available_datasets()``.
-    """
-    known = available_datasets() if datasets is None else datasets
-    return next((spec for spec in known.values() if spec.repository == repository), None)
-
-
-def passed_contract_reports(repository: str, ref: str, *, client: lakefs.Client) -> dict[str, str]:
-    """The data prefixes that have a passed contract report at ``ref``, each with the report's path."""
-    reference = lakefs.Reference(repository, ref, client=client)
-    passed: dict[str, str] = {}
-    for item in reference.objects(prefix=REPORTS_PREFIX):
-        if not item.path.endswith("contract_report.json"):
-            continue
-        with reference.object(item.path).reader(mode="rb", pre_sign=False) as handle:
-            try:
-                report = json.loads(handle.read())
-            except ValueError:
-                continue  # an unreadable report vouches for nothing
-        if isinstance(report, dict) and report.get("passed") is True and report.get("data_prefix"):
-            passed[str(report["data_prefix"])] = item.path
-    return passed
-
-
 def check_merge(
     spec: DatasetSpec,
     *,
@@ -187,7 +157,7 @@ def check_merge(
         RefNotFoundError: a ref does not resolve.
         RepositoryNotFoundError: the dataset's repository does not exist.
     """
-    source_commit = _resolve(spec.repository, source_ref, client=client)
+    source_commit = versioning.resolve_ref(spec.repository, source_ref, client=client)
     changes = versioning.diff_refs(
         spec.repository,
         left_ref=destination_ref,
@@ -206,7 +176,6 @@ def check_merge(
     if not result.files_checked:
         return result
     reports = passed_contract_reports(spec.repository, source_commit, client=client) if require_report else {}
-    reference = lakefs.Reference(spec.repository, source_commit, client=client)
     keys = RowCheckCollector()
     with tempfile.TemporaryDirectory(prefix="lockgate-merge-gate-") as tmp:
         ledger = KeyLedger(Path(tmp) / "keys")
@@ -222,7 +191,7 @@ def check_merge(
                     )
                 )
                 continue
-            folder = path.rsplit("/", 1)[0] + "/"
+            folder = batch_folder(path)
             if require_report and folder not in reports:
                 result.failures.append(
                     MergeFailure(
@@ -241,43 +210,36 @@ def check_merge(
                     )
                 )
             collector = RowCheckCollector()
-            rows = _check_file(spec, reference, path, collector, add_keys=ledger.add)
+            rows = _check_file(spec, source_commit, path, collector, add_keys=ledger.add, client=client)
             result.rows_checked += rows
             result.failures.extend(_failures_of(path, collector))
-        _check_cross_chunk_keys(spec, ledger, keys)
+        check_keys_across_chunks(spec, ledger, keys)
     result.failures.extend(_failures_of(ALL_FILES, keys))
     return result
 
 
-def _resolve(repository: str, ref: str, *, client: lakefs.Client) -> str:
-    """The commit ID ``ref`` points at."""
-    try:
-        return lakefs.Reference(repository, ref, client=client).get_commit().id
-    except NotFoundException as error:
-        raise RefNotFoundError(f"ref {ref!r} not found in dataset repository {repository!r}") from error
-
-
 def _check_file(
     spec: DatasetSpec,
-    reference: lakefs.Reference,
+    commit: str,
     path: str,
     collector: RowCheckCollector,
     *,
     add_keys: Callable[[Any], None],
+    client: lakefs.Client,
 ) -> int:
-    """Coerce and row-check one Parquet object batch by batch; return the rows read."""
+    """Coerce and row-check one Parquet object at ``commit`` batch by batch; return the rows read."""
     rows = 0
     try:
-        with reference.object(path).reader(mode="rb", pre_sign=False) as handle:
+        with versioning.open_object(spec.repository, ref=commit, path=path, client=client) as handle:
             for batch in pq.ParquetFile(handle).iter_batches(batch_size=READ_BATCH_ROWS):
                 chunk = batch.to_pandas()
                 chunk.index = pd.RangeIndex(rows, rows + len(chunk))  # examples name the row in the file
                 rows += len(chunk)
-                typed = _coerce(spec, chunk, collector, file=path)
+                typed = coerce(spec, chunk, collector, file=path)
                 if typed is None:
                     continue
-                _check_rows(spec, typed, collector, file=path)
-                add_keys(_unique_keys(typed, spec.key_columns))
+                check_rows(spec, typed, collector, file=path)
+                add_keys(unique_keys(typed, spec.key_columns))
     # lakeFS errors are not the file's fault: they propagate, and the relay fails closed (503).
     except (pa.ArrowInvalid, OSError) as error:
         collector.add(

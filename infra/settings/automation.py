@@ -12,7 +12,7 @@ from infra.settings.base import settings_config
 class AutomationSettings(BaseSettings):
     """Which model the deployments watch and how often (LOCKGATE_AUTOMATION_*)."""
 
-    model_config = settings_config("LOCKGATE_AUTOMATION_")
+    model_config = settings_config("LOCKGATE_AUTOMATION_", "automation settings")
 
     model_name: str = Field(
         "loans-mlp", pattern=MODEL_NAME_PATTERN, description="Model the deployments watch."

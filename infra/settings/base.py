@@ -31,10 +31,10 @@ def is_placeholder(value: str) -> bool:
     return any(word in lowered for word in _PLACEHOLDER_WORDS)
 
 
-def settings_config(prefix: str) -> SettingsConfigDict:
-    """The configuration of a lockgate settings class: env prefix, unknown variables ignored, and no
-    echo of input in validation errors (a value may be a secret)."""
-    return SettingsConfigDict(env_prefix=prefix, extra="ignore", hide_input_in_errors=True)
+def settings_config(prefix: str, title: str) -> SettingsConfigDict:
+    """The configuration of a lockgate settings class: env prefix, the title errors name it by, unknown
+    variables ignored, and no echo of input in validation errors (a value may be a secret)."""
+    return SettingsConfigDict(env_prefix=prefix, title=title, extra="ignore", hide_input_in_errors=True)
 
 
 def check_secret(value: SecretStr | None, variable: str, *, min_length: int) -> SecretStr | None:

@@ -11,7 +11,7 @@ from infra.settings.base import settings_config
 class DaskSettings(BaseSettings):
     """Where training runs: an existing Dask scheduler, or a LocalCluster started for the run."""
 
-    model_config = settings_config("LOCKGATE_DASK_")
+    model_config = settings_config("LOCKGATE_DASK_", "Dask settings")
 
     scheduler_address: str | None = Field(
         None,

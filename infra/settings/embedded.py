@@ -14,7 +14,7 @@ from infra.settings.base import settings_config
 class EmbeddedLakeFSSettings(BaseSettings):
     """How the embedded lakeFS-compatible server listens, authenticates and stores data."""
 
-    model_config = settings_config("LOCKGATE_EMBEDDED_LAKEFS_")
+    model_config = settings_config("LOCKGATE_EMBEDDED_LAKEFS_", "embedded lakeFS settings")
 
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on (0 picks a free one).")

@@ -17,7 +17,7 @@ class LakeFSSettings(BaseSettings):
     data directory); set it, with real credentials, to use a lakeFS server.
     """
 
-    model_config = settings_config("LOCKGATE_LAKEFS_")
+    model_config = settings_config("LOCKGATE_LAKEFS_", "lakeFS settings")
 
     endpoint: str | None = Field(
         None,

@@ -13,7 +13,7 @@ MIN_SECRET_LENGTH = 16
 class RelaySettings(BaseSettings):
     """Secrets and limits of the webhook relay (``LOCKGATE_WEBHOOK_*``)."""
 
-    model_config = settings_config("LOCKGATE_WEBHOOK_")
+    model_config = settings_config("LOCKGATE_WEBHOOK_", "webhook relay settings")
 
     secret: SecretStr = Field(
         ...,

@@ -12,7 +12,7 @@ from infra.settings.base import settings_config
 class ServingSettings(BaseSettings):
     """Where the serving app runs and how it batches, logs and routes."""
 
-    model_config = settings_config("LOCKGATE_SERVING_")
+    model_config = settings_config("LOCKGATE_SERVING_", "serving settings")
 
     ray_address: str | None = Field(
         None,
@@ -25,6 +25,11 @@ class ServingSettings(BaseSettings):
         ge=1,
         le=65535,
         description="Port of the Serve HTTP proxy (8000 is the embedded lakeFS default).",
+    )
+    url: str | None = Field(
+        None,
+        description="URL clients reach the serving app at (`lockgate predict`); unset: http://HOST:PORT "
+        "with the route prefix.",
     )
     app_name: str = Field(
         "lockgate", pattern=r"^[a-z][a-z0-9-]{0,30}$", description="Serve application name of the ingress."

@@ -15,7 +15,7 @@ DEFAULT_STACK_DIR = Path("~/.lockgate/stack")
 class StackSettings(BaseSettings):
     """The stack directory and the webhook secret the stack's relay and callers share."""
 
-    model_config = settings_config("LOCKGATE_STACK_")
+    model_config = settings_config("LOCKGATE_STACK_", "stack settings")
 
     dir: Path = Field(
         DEFAULT_STACK_DIR,

@@ -14,7 +14,7 @@ class S3Settings(BaseSettings):
     Credentials left unset fall back to boto3's usual chain (environment, profile, instance role).
     """
 
-    model_config = settings_config("LOCKGATE_S3_")
+    model_config = settings_config("LOCKGATE_S3_", "S3 settings")
 
     endpoint_url: str | None = Field(
         None, description="S3-compatible endpoint (MinIO, moto, ...); unset means AWS S3."

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from serving_support import register_monitored_model
 
 from infra.processes import free_port
 from infra.settings import LakeFSSettings
 from tasks.registry import set_alias
+from tests.support.serving import register_monitored_model
 
 
 @dataclass

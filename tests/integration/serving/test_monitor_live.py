@@ -7,12 +7,13 @@ import time
 
 import httpx
 import pytest
-from serving_support import loan_records
 
 from flows.monitor import MonitorParameters, monitor_flow
+from infra.naming import INFERENCE_REPOSITORY
 from tasks import monitoring
 from tasks.drift import DriftConfig
 from tasks.registry import get_alias
+from tests.support.serving import loan_records
 
 pytestmark = [pytest.mark.integration]
 
@@ -44,7 +45,7 @@ def send(url: str, records: list[dict]) -> None:
 
 def wait_for_new_log_commit(client, since: str | None, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
-    while monitoring.inference_head(client) == since:
+    while monitoring.inference_head(client, repository=INFERENCE_REPOSITORY) == since:
         assert time.monotonic() < deadline, "no inference-log commit arrived"
         time.sleep(0.5)
 
@@ -60,28 +61,28 @@ def test_slos_come_from_the_serving_metrics_since_the_last_run(serving, prefect_
         emit_events=False,
     )
 
-    head = monitoring.inference_head(serving.client)
+    head = monitoring.inference_head(serving.client, repository=INFERENCE_REPOSITORY)
     send(serving.url, loan_records(60, seed=31))
     settled_ok_count(metrics_url, serving.model_name, version, at_least=60)
     wait_for_new_log_commit(serving.client, head)
     first = monitor_flow(parameters)
-    assert first["slo_source"] == "serving metrics" and first["status"] != "insufficient data", first
-    (row,) = [r for r in first["slo"] if r["version"] == version]
+    assert first.slo_source == "serving metrics" and first.status != "insufficient data", first
+    (row,) = [r for r in first.slo if r["version"] == version]
     assert row["requests"] >= 60 and row["throughput_rps"] is None  # first run: no previous snapshot
 
-    head = monitoring.inference_head(serving.client)
+    head = monitoring.inference_head(serving.client, repository=INFERENCE_REPOSITORY)
     before = settled_ok_count(metrics_url, serving.model_name, version, at_least=0)
     send(serving.url, loan_records(40, seed=32))
     settled_ok_count(metrics_url, serving.model_name, version, at_least=before + 40)
     wait_for_new_log_commit(serving.client, head)
     second = monitor_flow(parameters)
-    (row,) = [r for r in second["slo"] if r["version"] == version]
+    (row,) = [r for r in second.slo if r["version"] == version]
     assert row["requests"] == 40 and row["error_rate"] == 0.0
     assert row["throughput_rps"] > 0 and row["p99_latency_ms"] > 0 and row["source"] == "serving metrics"
 
 
 def test_unreachable_metrics_fall_back_to_the_inference_log(serving, prefect_server) -> None:
-    head = monitoring.inference_head(serving.client)
+    head = monitoring.inference_head(serving.client, repository=INFERENCE_REPOSITORY)
     send(serving.url, loan_records(20, seed=33))
     wait_for_new_log_commit(serving.client, head)
     summary = monitor_flow(
@@ -89,5 +90,5 @@ def test_unreachable_metrics_fall_back_to_the_inference_log(serving, prefect_ser
             model_name=serving.model_name, metrics_urls=["http://127.0.0.1:9/metrics"], emit_events=False
         )
     )
-    assert summary["slo_source"] == "inference log"
-    assert any("unreachable" in note for note in summary["notes"])
+    assert summary.slo_source == "inference log"
+    assert any("unreachable" in note for note in summary.notes)

@@ -7,13 +7,13 @@ import uuid
 
 import httpx
 import pytest
-from serving_support import loan_records, register_loans_model
 
 from infra.lakefs_server.launcher import EmbeddedLakeFS
 from infra.settings import LakeFSSettings, ServingSettings
 from serving.inference_log import read_inference_log
 from serving.operations import start_serving, stop_serving
 from tasks.registry import set_alias
+from tests.support.serving import loan_records, register_loans_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

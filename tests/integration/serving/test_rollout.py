@@ -7,16 +7,16 @@ import time
 
 import httpx
 import pytest
-from prefect_support import read_artifacts, read_events
-from serving_support import loan_records, register_loans_model
 
+from contracts.rollout import FaultInjection
 from contracts.slo import SLOThresholds
-from flows.deploy import DeployParameters, RolloutError, RolloutStep, deploy_flow
-from infra.errors import ModelNotFoundError
-from serving.faults import FaultInjection
+from flows.deploy import DeployParameters, RolloutStep, deploy_flow
+from infra.errors import ModelNotFoundError, RolloutError
 from serving.operations import TrafficController
 from serving.traffic import TrafficGenerator
 from tasks.registry import get_alias
+from tests.support.prefect import read_artifacts, read_events
+from tests.support.serving import loan_records, register_loans_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -78,11 +78,11 @@ def test_a_healthy_challenger_is_promoted_step_by_step(serving, prefect_server, 
     )
     result = state.result()
     flow_run_id = str(state.state_details.flow_run_id)
-    assert result["outcome"] == "promoted" and result["previous_champion"] == before
-    assert [step["step"] for step in result["steps"]] == ["shadow", "25%", "100%"]
-    assert all(step["passed"] and step["challenger_requests"] >= 15 for step in result["steps"])
+    assert result.outcome == "promoted" and result.previous_champion == before
+    assert [step.step for step in result.steps] == ["shadow", "25%", "100%"]
+    assert all(step.passed and step.challenger_requests >= 15 for step in result.steps)
     # Predictions are compared once enough records are in (min_psi_records): same weights, PSI 0.
-    compared = [step["prediction_psi"] for step in result["steps"] if step["prediction_psi"] is not None]
+    compared = [step.prediction_psi for step in result.steps if step.prediction_psi is not None]
     assert compared and all(psi == 0.0 for psi in compared)
     assert champion_version(serving) == candidate.version
     assert live_routes(serving) == [(candidate.version, "champion", 1.0)]
@@ -149,7 +149,8 @@ def test_unknown_version_and_tampered_weights_change_nothing(serving, prefect_se
     import lakefs
     import lakefs_sdk
     import safetensors.torch
-    from serving_support import loans_network
+
+    from tests.support.serving import loans_network
 
     routes_before, apps_before = live_routes(serving), serve_apps(serving)
     with pytest.raises(ModelNotFoundError, match="v999"):
@@ -228,7 +229,7 @@ def test_high_risk_models_wait_for_approval_in_the_ui(serving, prefect_server, l
     thread.join(120)
     assert not thread.is_alive()
     if approve:
-        assert outcome["result"]["outcome"] == "promoted"
+        assert outcome["result"].outcome == "promoted"
         assert champion_version(serving) == candidate.version
     else:
         assert isinstance(outcome.get("error"), RolloutError)
@@ -264,9 +265,9 @@ def test_deploy_starts_the_serving_app_on_a_cluster_where_none_runs(serving, pre
     try:
         state = deploy_flow(DeployParameters(model_name=name, version=first.version), return_state=True)
         result = state.result()
-        assert result["outcome"] == "promoted" and result["first_deployment"]
+        assert result.outcome == "promoted" and result.first_deployment
         assert get_alias(name, "champion", client=serving.client).version == first.version
-        answer = httpx.post(f"{result['url']}/predict", json=loan_records(1)[0], timeout=30)
+        answer = httpx.post(f"{result.url}/predict", json=loan_records(1)[0], timeout=30)
         assert answer.status_code == 200 and answer.json()["model_version"] == first.version
         events = read_events("lockgate.model.promoted", flow_run_id=str(state.state_details.flow_run_id))
         assert events and events[0].payload["first_deployment"] is True

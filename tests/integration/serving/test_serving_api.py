@@ -9,11 +9,11 @@ import urllib.request
 import httpx
 import numpy as np
 import pytest
-from serving_support import loan_records, loans_network, register_loans_model
 
 from serving.operations import TrafficController, deploy_version, retire
-from serving.predictor import Predictor
 from serving.routing import split
+from tasks.predictor import Predictor
+from tests.support.serving import loan_records, loans_network, register_loans_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

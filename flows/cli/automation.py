@@ -1,0 +1,32 @@
+"""Automation commands: ``relay`` (signed webhooks -> Prefect events) and ``worker`` (every deployment)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from flows.cli.app import app
+
+
+@app.command("relay", rich_help_panel="The loop")
+def relay(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8200,
+) -> None:
+    """Run the webhook relay: signed external webhooks (`POST /hooks/events/{name}`) and lakeFS action
+    webhooks (`POST /hooks/lakefs`: post-merge events, pre-merge contract checks) become Prefect events.
+    Needs LOCKGATE_WEBHOOK_SECRET (at least 16 characters)."""
+    from infra.settings import RelaySettings
+    from serving.webhook_relay import run_relay
+
+    run_relay(RelaySettings(), host=host, port=port)
+
+
+@app.command("worker", rich_help_panel="The loop")
+def worker() -> None:
+    """Serve every lockgate flow as a Prefect deployment (schedules, event triggers, UI runs) from this
+    process until Ctrl+C. Point PREFECT_API_URL at the Prefect server; `lockgate up` runs this for you."""
+    from flows.deployments import main as serve_deployments
+
+    serve_deployments()

@@ -1,0 +1,188 @@
+"""Data commands: ``datasets``, ``generate``, ``ingest`` (the contract gate) and ``labels`` (outcomes)."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+
+from flows.cli.app import app, console, fail
+from flows.cli.context import lakefs_connection, publisher
+from flows.cli.options import DataDir
+
+
+class FileFormat(enum.StrEnum):
+    """File format of generated batches."""
+
+    parquet = "parquet"
+    csv = "csv"
+
+
+@app.command("datasets", rich_help_panel="Data")
+def list_datasets() -> None:
+    """List the declared datasets (built in, or published by installed packages)."""
+    from tasks.datasets import available_datasets
+
+    table = Table(title="Datasets")
+    for column in ("name", "repository", "key", "target", "features", "description"):
+        table.add_column(column)
+    for spec in available_datasets().values():
+        table.add_row(
+            spec.name,
+            spec.repository,
+            ",".join(spec.key_columns),
+            spec.target,
+            str(len(spec.feature_columns)),
+            spec.description,
+        )
+    console.print(table)
+
+
+@app.command("generate", rich_help_panel="Data")
+def generate(
+    destination: Annotated[
+        str,
+        typer.Argument(
+            help="File to write: a local path or s3://bucket/key (LOCKGATE_S3_* settings); a folder or a "
+            "prefix ending in '/' gets a file named after the dataset and seed."
+        ),
+    ],
+    dataset: Annotated[
+        str, typer.Option(help="'loans' (generated, any size) or 'breast-cancer' (scikit-learn's data).")
+    ] = "loans",
+    rows: Annotated[int, typer.Option(min=0, help="Loan applications to generate.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same options give the same rows.")] = 0,
+    function: Annotated[
+        int, typer.Option(min=0, max=9, help="Agrawal labelling function 0-9; switching it is concept drift.")
+    ] = 0,
+    label_noise: Annotated[float, typer.Option(min=0, max=1, help="Probability a label is flipped.")] = 0.05,
+    covariate_shift: Annotated[
+        float, typer.Option(min=0, max=1, help="Skew salary, age and loan amount (0 none .. 1 strong).")
+    ] = 0.0,
+    first_id: Annotated[
+        int | None, typer.Option(help="First application_id (default: seed x 10,000,000).")
+    ] = None,
+    defect_rate: Annotated[
+        float,
+        typer.Option(min=0, max=1, help="Fraction of rows given a contract violation, to test the gate."),
+    ] = 0.0,
+    file_format: Annotated[FileFormat, typer.Option("--format", help="File format.")] = FileFormat.parquet,
+) -> None:
+    """Write a batch of a dataset to a local file or S3: loan applications (Agrawal et al. 1993
+    schema) with knobs for drift and defects, or scikit-learn's breast-cancer data."""
+    from infra.clients import make_s3_client
+    from infra.errors import LockgateError
+    from infra.settings import S3Settings
+    from tasks.generate import GeneratorConfig, write_batch
+    from tasks.sample_data import write_breast_cancer
+
+    s3_client = make_s3_client(S3Settings()) if destination.startswith("s3://") else None
+    if destination.endswith("/") or Path(destination).is_dir():
+        # A folder or bucket prefix: name the file after what is in it.
+        name = (
+            f"{dataset}-seed{seed}.{file_format.value}"
+            if dataset == "loans"
+            else f"{dataset}.{file_format.value}"
+        )
+        destination = destination.rstrip("/") + "/" + name
+    try:
+        with console.status(f"Writing {destination} ..."):
+            if dataset == "breast-cancer":
+                write_breast_cancer(destination, file_format=file_format.value, s3_client=s3_client)
+            elif dataset == "loans":
+                config = GeneratorConfig(
+                    rows=rows,
+                    seed=seed,
+                    function=function,
+                    label_noise=label_noise,
+                    covariate_shift=covariate_shift,
+                    first_id=seed * 10_000_000 if first_id is None else first_id,
+                    defect_rate=defect_rate,
+                )
+                write_batch(config, destination, file_format=file_format.value, s3_client=s3_client)
+            else:
+                fail(f"no generator for dataset {dataset!r}: use 'loans' or 'breast-cancer'", code=2)
+    except LockgateError as error:
+        fail(str(error), code=2)
+    console.print(f"[green]wrote[/] {destination}")
+
+
+@app.command("ingest", rich_help_panel="Data")
+def ingest(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="Local file, directory or glob, or s3:// URI, of CSV, Parquet or JSON-lines files."
+        ),
+    ],
+    dataset: Annotated[str, typer.Option(help="Dataset to ingest into (see `lockgate datasets`).")] = "loans",
+    chunk_rows: Annotated[
+        int, typer.Option(min=1_000, max=5_000_000, help="Rows held in memory at once while reading.")
+    ] = 250_000,
+    data_dir: DataDir = None,
+) -> None:
+    """Ingest SOURCE into a dataset: land it on its own branch, check the contracts, merge only if it
+    passes. A rejected batch leaves main untouched and its branch kept, with the contract report.
+
+    With PREFECT_API_URL set, the merged / rejected event and the artifacts go to that Prefect server
+    (automations there react to them)."""
+    from infra.clients import make_s3_client
+    from infra.settings import S3Settings
+    from tasks.ingestion import IngestParameters, run_ingest
+
+    parameters = IngestParameters(source=source, dataset=dataset, chunk_rows=chunk_rows)
+    s3_client = make_s3_client(S3Settings()) if source.startswith("s3://") else None
+    with (
+        lakefs_connection(data_dir) as connection,
+        Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed:,} rows"),
+            console=console,
+        ) as progress,
+    ):
+        task_id = progress.add_task(f"ingesting {source} into {dataset}", total=None)
+        try:
+            result = run_ingest(
+                parameters,
+                client=connection.client,
+                s3_client=s3_client,
+                publish=publisher(),
+                progress=lambda stage, rows: progress.update(task_id, completed=rows),
+            )
+        finally:
+            progress.stop()
+    if result.status == "unchanged":
+        console.print(
+            f"[yellow]unchanged:[/] this content is already on main of {result.repository} "
+            f"(commit {result.commit[:12]}); no new commit"
+        )
+    else:
+        console.print(
+            f"[green]merged[/] {result.rows:,} rows into main of {result.repository} "
+            f"at {result.commit[:12]}; report {result.report}"
+        )
+
+
+@app.command("labels", rich_help_panel="Data")
+def labels(
+    path: Annotated[Path, typer.Argument(help="CSV, JSON-lines or Parquet file of outcomes.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Store observed outcomes for answered requests: columns request_id (the X-Request-ID the serving app
+    returned), outcome (0/1), optional record_index (default 0) and observed_at (default now). The next
+    monitor pass measures live quality from them. A bad file is refused whole, nothing stored.
+
+    They go to the inference repository the serving app logs to (LOCKGATE_SERVING_INFERENCE_REPOSITORY)."""
+    from infra.settings import ServingSettings
+    from tasks.feedback import ingest_labels, read_label_file
+
+    repository = ServingSettings().inference_repository
+    frame = read_label_file(path)
+    with lakefs_connection(data_dir) as connection:
+        batch = ingest_labels(frame, client=connection.client, repository=repository, source=path.name)
+    console.print(f"stored {batch.rows} label(s) at {batch.location}", highlight=False)

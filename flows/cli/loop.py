@@ -1,0 +1,128 @@
+"""Loop commands: ``monitor`` (one monitor pass now) and ``retrain`` (champion vs challenger now)."""
+
+from __future__ import annotations
+
+import uuid
+from functools import partial
+from typing import Annotated
+
+import typer
+
+from flows.cli import output
+from flows.cli.app import app, console
+from flows.cli.context import lakefs_connection, publisher
+from flows.cli.options import DataDir, Hold, Workers, settings_with
+
+
+@app.command("monitor", rich_help_panel="The loop")
+def monitor(
+    model_name: Annotated[str, typer.Option(help="Model whose champion is watched.")] = "loans-mlp",
+    alpha: Annotated[float, typer.Option(min=0.0001, max=0.5, help="Family-wise significance level.")] = 0.05,
+    from_start: Annotated[bool, typer.Option(help="Ignore the cursor and read every logged row.")] = False,
+    emit_events: Annotated[bool, typer.Option(help="Emit drift / SLO events for automations.")] = True,
+    data_dir: DataDir = None,
+) -> None:
+    """Run one monitor pass now: drift, outliers, quality and SLOs of what the champion answered since
+    the last pass; store the HTML report in lakeFS (`lockgate-monitoring`) and print the summary.
+
+    Reads the inference repository the serving app logs to (LOCKGATE_SERVING_INFERENCE_REPOSITORY); with
+    PREFECT_API_URL set, drift / SLO events reach that Prefect server's automations."""
+    from infra.settings import ServingSettings
+    from tasks.clock import SYSTEM_CLOCK
+    from tasks.drift import DriftConfig
+    from tasks.monitoring import MonitorParameters, report_run_name, run_monitor
+
+    parameters = MonitorParameters(
+        model_name=model_name, drift=DriftConfig(alpha=alpha), from_start=from_start, emit_events=emit_events
+    )
+    repository = ServingSettings().inference_repository
+    with (
+        lakefs_connection(data_dir) as connection,
+        console.status(f"Checking {model_name}'s live traffic ..."),
+    ):
+        summary = run_monitor(
+            parameters,
+            client=connection.client,
+            inference_repository=repository,
+            publish=publisher(),
+            clock=SYSTEM_CLOCK,
+            run_name=report_run_name(SYSTEM_CLOCK.now(), None),
+        )
+    output.monitor_table(summary)
+
+
+@app.command("retrain", rich_help_panel="The loop")
+def retrain(
+    model_name: Annotated[str, typer.Option(help="Model to retrain.")] = "loans-mlp",
+    dataset: Annotated[str, typer.Option(help="Dataset to train on.")] = "loans",
+    margin: Annotated[float, typer.Option(min=0, max=1, help="Required improvement on --metric.")] = 0.0,
+    metric: Annotated[str, typer.Option(help="roc_auc, accuracy, log_loss, brier_score, ...")] = "roc_auc",
+    cooldown: Annotated[
+        int, typer.Option(min=0, help="Seconds; skip if the model was retrained sooner.")
+    ] = 0,
+    deploy: Annotated[
+        bool, typer.Option(help="Roll a better challenger out (needs `lockgate serve`).")
+    ] = True,
+    hold: Hold = 30.0,
+    workers: Workers = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Retrain now: train a challenger on the newest validated data, score it and the champion on the same
+    fresh holdout, and roll it out only if it wins by --margin."""
+    from contracts.rollout import default_plan
+    from infra.clients import dask_client
+    from infra.settings import DaskSettings, ServingSettings
+    from serving.operations import RayServing
+    from serving.rollout import run_rollout
+    from tasks.clock import SYSTEM_CLOCK
+    from tasks.retraining import MemoryCooldowns, RetrainParameters, run_retrain
+    from tasks.training import run_train
+
+    parameters = RetrainParameters(
+        model_name=model_name,
+        dataset=dataset,
+        margin=margin,
+        metric=metric,
+        cooldown_s=cooldown,
+        deploy=deploy,
+        plan=default_plan(hold),
+    )
+    dask = settings_with(DaskSettings, n_workers=workers)
+    serving = ServingSettings(model_name=model_name)
+    publish = publisher()
+    with lakefs_connection(data_dir) as connection, console.status(f"Retraining {model_name} ..."):
+        client = connection.client
+        outcome = run_retrain(
+            parameters,
+            client=client,
+            cooldowns=_cooldowns() or MemoryCooldowns(),
+            train=partial(
+                run_train,
+                client=client,
+                dask_cluster=partial(dask_client, dask),
+                publish=publish,
+                run_id=uuid.uuid4().hex,
+            ),
+            deploy=partial(
+                run_rollout,
+                client=client,
+                serving=RayServing(serving, lakefs=connection.settings),
+                clock=SYSTEM_CLOCK,
+                publish=publish,
+            ),
+            on_cluster=bool(serving.ray_address),
+            clock=SYSTEM_CLOCK,
+            publish=publish,
+        )
+    console.print(f"[bold]{outcome.decision}[/]: {outcome.reason}", highlight=False)
+
+
+def _cooldowns():
+    """The Prefect variables the retrain deployment keeps its cool-down in, when a Prefect API is set."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        return None
+    from flows.retrain import PrefectCooldowns
+
+    return PrefectCooldowns()

@@ -1,0 +1,100 @@
+"""Model commands: ``train`` (DDP on Dask, registered with lineage), ``models list`` and ``models show``."""
+
+from __future__ import annotations
+
+import uuid
+from functools import partial
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from flows.cli import output
+from flows.cli.app import app, console, models_app
+from flows.cli.context import lakefs_connection, publisher
+from flows.cli.options import DataDir, Workers, settings_with
+
+
+@app.command("train", rich_help_panel="Models")
+def train(
+    dataset: Annotated[str, typer.Option(help="Dataset to train on (see `lockgate datasets`).")] = "loans",
+    ref: Annotated[
+        str, typer.Option(help="Branch, tag or commit of the dataset; pinned to its commit at the start.")
+    ] = "main",
+    model_name: Annotated[str, typer.Option(help="Name to register the model under.")] = "loans-mlp",
+    epochs: Annotated[
+        int, typer.Option(min=1, max=1000, help="Maximum epochs (early stopping may end sooner).")
+    ] = 8,
+    batch_size: Annotated[int, typer.Option(min=8, help="Rows per step on each rank.")] = 1024,
+    learning_rate: Annotated[float, typer.Option(min=0, help="Adam learning rate.")] = 3e-3,
+    seed: Annotated[int, typer.Option(help="Same seed and data give the same weights.")] = 0,
+    workers: Workers = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="tcp://host:8786 of an existing Dask scheduler; unset starts a LocalCluster. "
+            "(env LOCKGATE_DASK_SCHEDULER_ADDRESS)",
+        ),
+    ] = None,
+    alias: Annotated[
+        str, typer.Option(help="Alias to point at the new version: challenger, champion or none.")
+    ] = ("challenger"),
+    data_dir: DataDir = None,
+) -> None:
+    """Train with PyTorch DDP on Dask (one rank per worker), evaluate on a holdout, and register the model
+    with its lineage. Options beat their LOCKGATE_DASK_* variables."""
+    from infra.clients import dask_client
+    from infra.settings import DaskSettings
+    from tasks import registry
+    from tasks.training import TrainingConfig, TrainParameters, run_train
+
+    parameters = TrainParameters(
+        dataset=dataset,
+        ref=ref,
+        model_name=model_name,
+        alias=alias,
+        config=TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed),
+    )
+    dask = settings_with(DaskSettings, n_workers=workers, scheduler_address=scheduler)
+    with lakefs_connection(data_dir) as connection:
+        with console.status(f"Training {model_name} on {dataset}@{ref} ..."):
+            result = run_train(
+                parameters,
+                client=connection.client,
+                dask_cluster=partial(dask_client, dask),
+                publish=publisher(),
+                run_id=uuid.uuid4().hex,
+            )
+        output.lineage(registry.show_model(model_name, result.version, client=connection.client))
+
+
+@models_app.command("list")
+def list_registered_models(data_dir: DataDir = None) -> None:
+    """List every registered model version with its commit, creation time and aliases."""
+    from tasks.registry import list_models
+
+    with lakefs_connection(data_dir) as connection:
+        table = Table(title="Registered models")
+        for column in ("model", "version", "aliases", "commit", "created at"):
+            table.add_column(column)
+        for row in list_models(client=connection.client):
+            table.add_row(
+                row.model_name, row.version, ", ".join(row.aliases), row.commit_id[:12], str(row.created_at)
+            )
+        console.print(table)
+
+
+@models_app.command("show")
+def show_registered_model(
+    model_name: Annotated[str, typer.Argument(help="Registered model name.")],
+    ref: Annotated[
+        str, typer.Argument(help="Version (v3), alias (champion, challenger) or 'latest'.")
+    ] = "latest",
+    data_dir: DataDir = None,
+) -> None:
+    """Show a model version's lineage: data commit, contract report, config, metrics, hashes, code."""
+    from tasks.registry import show_model
+
+    with lakefs_connection(data_dir) as connection:
+        output.lineage(show_model(model_name, ref, client=connection.client))

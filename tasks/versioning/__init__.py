@@ -1,0 +1,92 @@
+"""Versioned storage over the lakeFS API: the one way lockgate reads and writes lakeFS.
+
+Plain functions over the official ``lakefs`` SDK. The client is always passed in (``client=``), so the
+same code talks to the embedded server or to a real lakeFS. SDK exceptions are translated into
+lockgate's own (``infra.errors``) with the repository, ref and path in the message; an endpoint that
+does not answer is a ``LakeFSUnavailableError``, refused credentials a ``ConfigurationError``.
+
+======================================  =================================================================
+``tasks.versioning.repositories``       ensure a repository exists, the namespace the server suggests
+``tasks.versioning.refs``               branches, commits, tags, diffs, merges
+``tasks.versioning.objects``            write (Parquet, files, bytes), read, open, list objects
+``tasks.versioning.translate``          lakeFS answers as lockgate errors
+======================================  =================================================================
+"""
+
+from __future__ import annotations
+
+from tasks.versioning.objects import (
+    PARQUET_CONTENT_TYPE,
+    check_connection,
+    list_objects,
+    object_exists,
+    object_url,
+    open_object,
+    read_dataframe,
+    read_object,
+    read_parquet_objects,
+    upload_file,
+    validate_metadata,
+    write_bytes,
+    write_dataframe,
+)
+from tasks.versioning.refs import (
+    MERGE_STRATEGIES,
+    BranchHead,
+    Change,
+    commit_changes,
+    commit_time,
+    create_branch,
+    create_tag,
+    delete_branch,
+    diff_refs,
+    get_commit,
+    head_commit,
+    list_branches,
+    list_tags,
+    log_commits,
+    merge_branch,
+    resolve_ref,
+)
+from tasks.versioning.repositories import (
+    default_branch,
+    default_storage_namespace,
+    ensure_default_repository,
+    ensure_repository,
+)
+
+__all__ = [
+    "MERGE_STRATEGIES",
+    "PARQUET_CONTENT_TYPE",
+    "BranchHead",
+    "Change",
+    "check_connection",
+    "commit_changes",
+    "commit_time",
+    "create_branch",
+    "create_tag",
+    "default_branch",
+    "default_storage_namespace",
+    "delete_branch",
+    "diff_refs",
+    "ensure_default_repository",
+    "ensure_repository",
+    "get_commit",
+    "head_commit",
+    "list_branches",
+    "list_objects",
+    "list_tags",
+    "log_commits",
+    "merge_branch",
+    "object_exists",
+    "object_url",
+    "open_object",
+    "read_dataframe",
+    "read_object",
+    "read_parquet_objects",
+    "resolve_ref",
+    "upload_file",
+    "validate_metadata",
+    "write_bytes",
+    "write_dataframe",
+]
