@@ -20,8 +20,6 @@ import pandera.pandas as pa
 import pydantic
 from pydantic import AfterValidator, ConfigDict, Field, Strict
 
-from contracts.loans import FEATURE_COLUMNS as LOAN_FEATURE_COLUMNS
-from contracts.loans import LoanApplication
 from infra.errors import UnsupportedContractError
 
 # pandera check name -> the pydantic Field bounds it becomes (from the check's statistics).
@@ -154,8 +152,3 @@ def _none_of(forbidden: list[Any]):
         return value
 
     return check
-
-
-LoanInferenceRequest = request_model(
-    LoanApplication, feature_columns=LOAN_FEATURE_COLUMNS, name="LoanInferenceRequest"
-)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows import runtime
-from infra.clients import make_s3_client
+from infra.clients import s3_client_for
 from infra.settings import S3Settings
 from tasks.ingestion import IngestParameters, IngestResult, run_ingest
 
@@ -22,11 +22,10 @@ __all__ = ["IngestParameters", "ingest_flow"]
 @flow(name="ingest", description="Versioned ingestion gated by data contracts.", log_prints=True)
 def ingest_flow(parameters: IngestParameters) -> IngestResult:
     """Ingest ``parameters.source`` into ``parameters.dataset``; raise if the contract rejects it."""
-    s3_client = make_s3_client(S3Settings()) if parameters.source.startswith("s3://") else None
     return run_ingest(
         parameters,
         client=runtime.lakefs_client(),
-        s3_client=s3_client,
+        s3_client=s3_client_for(parameters.source, S3Settings()),
         publish=runtime.publisher(),
         flow_run_id=runtime.run_id(),
         log=runtime.logger(),

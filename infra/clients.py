@@ -65,6 +65,11 @@ def lakefs_settings_of(client: lakefs.Client) -> LakeFSSettings:
     )
 
 
+def s3_client_for(source: str, settings: S3Settings):
+    """A boto3 S3 client when ``source`` is an ``s3://`` URI, else ``None`` (local files need none)."""
+    return make_s3_client(settings) if source.startswith("s3://") else None
+
+
 def make_s3_client(settings: S3Settings):
     """Return a boto3 S3 client for ``settings`` (endpoint, region, optional explicit credentials)."""
     import boto3

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.rollout import FaultInjection
-from infra.errors import ServingError
+from infra.errors import RayUnavailableError, ServingError
 from infra.processes import set_environment_defaults
 from infra.settings import THROUGHPUT_ENVIRONMENT, LakeFSSettings, ServingSettings
 from serving.control import control_actor, existing_control_actor
@@ -42,13 +42,11 @@ def connect_ray(settings: ServingSettings) -> None:
         "log_to_driver": settings.ray_log_to_driver,
     }
     if settings.ray_address:
+        check_ray_address(settings.ray_address)
         try:
             ray.init(address=settings.ray_address, namespace="lockgate", **options)
         except ConnectionError as error:
-            raise ServingError(
-                f"no Ray cluster at {settings.ray_address!r} ({error}): start one with `lockgate serve` "
-                "or `ray start --head`, or unset LOCKGATE_SERVING_RAY_ADDRESS to start a local Ray"
-            ) from error
+            raise RayUnavailableError(_no_ray(settings.ray_address, error)) from error
         return
     if settings.metrics_export_port:
         options["_metrics_export_port"] = settings.metrics_export_port
@@ -58,6 +56,29 @@ def connect_ray(settings: ServingSettings) -> None:
     # Logical CPUs: replicas reserve fractions; real parallelism is whatever the machine has.
     # address="local": always a new local Ray, never one a `ray start` on this machine left running.
     ray.init(address="local", num_cpus=max(8, os.cpu_count() or 1), namespace="lockgate", **options)
+
+
+def check_ray_address(address: str, timeout_s: float = 3.0) -> None:
+    """Fail fast on a ``host:port`` (or ``ray://host:port``) nothing listens on: Ray itself retries
+    such an address for minutes before giving up."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return
+    except OSError as error:
+        raise RayUnavailableError(_no_ray(address, error)) from error
+
+
+def _no_ray(address: str, error: BaseException) -> str:
+    return (
+        f"no Ray cluster at {address!r} ({type(error).__name__}: {error}): start one with `lockgate up`, "
+        "`lockgate serve` or `ray start --head`, or unset LOCKGATE_SERVING_RAY_ADDRESS to start a local Ray"
+    )
 
 
 def start_serving(

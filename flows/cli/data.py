@@ -130,12 +130,12 @@ def ingest(
 
     With PREFECT_API_URL set, the merged / rejected event and the artifacts go to that Prefect server
     (automations there react to them)."""
-    from infra.clients import make_s3_client
+    from infra.clients import s3_client_for
     from infra.settings import S3Settings
     from tasks.ingestion import IngestParameters, run_ingest
 
     parameters = IngestParameters(source=source, dataset=dataset, chunk_rows=chunk_rows)
-    s3_client = make_s3_client(S3Settings()) if source.startswith("s3://") else None
+    s3_client = s3_client_for(source, S3Settings())
     with (
         lakefs_connection(data_dir) as connection,
         Progress(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import lakefs
 import safetensors.torch
 from pydantic import ValidationError
 
@@ -32,6 +32,9 @@ from tasks.registry.card import (
     location,
     version_path,
 )
+
+if TYPE_CHECKING:
+    import lakefs
 
 _HASH_CHUNK_BYTES = 8 * 1024 * 1024
 

@@ -10,8 +10,8 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lakefs
 import safetensors.torch
 import torch
 
@@ -34,6 +34,9 @@ from tasks.registry.card import (
     version_tag,
 )
 from tasks.registry.read import _model_tags, _read_card, _resolve, _verify_object
+
+if TYPE_CHECKING:
+    import lakefs
 
 _ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

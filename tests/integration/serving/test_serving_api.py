@@ -203,7 +203,7 @@ def test_shadow_mode_answers_from_the_champion_and_logs_the_challenger(serving, 
     deadline = time.monotonic() + 20
     while True:
         window = traffic.window(epoch)
-        logged = read_inference_log(serving.client)
+        logged = read_inference_log(serving.client, repository=serving.settings.inference_repository)
         shadow_rows = logged[logged["request_id"].isin(ids) & logged["shadow"]]
         if len(shadow_rows) == len(ids) and window.get(route.version, {}).get("requests", 0) >= len(ids):
             break

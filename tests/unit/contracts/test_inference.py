@@ -12,8 +12,13 @@ from pandera.typing import Series
 
 from contracts.breast_cancer import FEATURE_COLUMNS as BREAST_CANCER_FEATURES
 from contracts.breast_cancer import BreastCancerSample
-from contracts.inference import LoanInferenceRequest, UnsupportedContractError, request_model
+from contracts.inference import UnsupportedContractError, request_model
 from contracts.loans import FEATURE_COLUMNS, LoanApplication
+
+# Built here, as a serving replica builds its own from the dataset's spec (nothing is built at import).
+LoanInferenceRequest = request_model(
+    LoanApplication, feature_columns=FEATURE_COLUMNS, name="LoanInferenceRequest"
+)
 
 VALID: dict[str, Any] = {
     "salary": 52_000.0,

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from infra import errors
 from infra.settings import EmbeddedLakeFSSettings
 
 # Wide, colourless output so option names are neither truncated nor split by escape codes.
@@ -226,3 +227,138 @@ def test_ingest_refuses_an_unknown_dataset_before_starting_anything(tmp_path: Pa
     result = runner.invoke(app, ["ingest", str(tmp_path / "x.csv"), "--dataset", "weather"])
     assert result.exit_code == 2
     assert "unknown dataset 'weather'" in plain(result.output) and "loans" in plain(result.output)
+
+
+# -- options beat the environment; settings shown with their source ------------------------------
+
+
+def test_train_workers_option_beats_the_inherited_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression: `lockgate train --workers 4` exported LOCKGATE_DASK_N_WORKERS with setdefault, so an
+    # inherited LOCKGATE_DASK_N_WORKERS=2 won. The command now builds the settings from its options.
+    import contextlib
+
+    import flows.cli.context
+    import tasks.training
+
+    captured = {}
+
+    @contextlib.contextmanager
+    def no_lakefs(data_dir, quiet=False):
+        yield flows.cli.context.Connection(client=None, settings=None)
+
+    def fake_run_train(parameters, *, dask_cluster, **_):
+        captured["dask"] = dask_cluster.args[0]
+        raise RuntimeError("stop here")  # a real bug, not an anticipated error: it propagates
+
+    monkeypatch.setenv("LOCKGATE_DASK_N_WORKERS", "2")
+    monkeypatch.setenv("LOCKGATE_DASK_THREADS_PER_WORKER", "3")
+    monkeypatch.setattr("flows.cli.models.lakefs_connection", no_lakefs)
+    monkeypatch.setattr(tasks.training, "run_train", fake_run_train)
+    result = runner.invoke(app, ["train", "--workers", "4"])
+    assert isinstance(result.exception, RuntimeError), result.output
+    assert captured["dask"].n_workers == 4  # the option
+    assert captured["dask"].threads_per_worker == 3  # the environment fills what no option gives
+
+    result = runner.invoke(app, ["train"])
+    assert captured["dask"].n_workers == 2  # no option: the environment applies
+
+
+def test_settings_show_values_sources_and_mask_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCKGATE_DASK_N_WORKERS", "6")
+    monkeypatch.setenv("LOCKGATE_S3_ACCESS_KEY_ID", "AKIALGTESTKEY0000001")
+    monkeypatch.setenv("LOCKGATE_S3_SECRET_ACCESS_KEY", "a-very-secret-value-123")
+    result = runner.invoke(app, ["settings", "--json", "--set", "dask.threads_per_worker=2"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    report = json.loads(result.output)
+    assert set(report) == {
+        "lakefs",
+        "embedded-lakefs",
+        "s3",
+        "dask",
+        "serving",
+        "relay",
+        "automation",
+        "stack",
+    }
+    dask = report["dask"]["settings"]
+    assert dask["n_workers"] == {
+        "value": "6",
+        "source": "environment",
+        "variables": ["LOCKGATE_DASK_N_WORKERS"],
+    }
+    assert dask["threads_per_worker"]["source"] == "option" and dask["threads_per_worker"]["value"] == "2"
+    assert dask["connect_attempts"]["source"] == "default"
+    assert report["s3"]["settings"]["secret_access_key"]["value"] == "********"
+    assert "a-very-secret-value-123" not in result.output
+    # A setting that cannot work is named, not echoed (the relay needs a secret).
+    assert report["relay"]["problem"] and "secret" in report["relay"]["problem"]
+
+
+def test_settings_refuse_unknown_groups_and_fields() -> None:
+    assert runner.invoke(app, ["settings", "weather"]).exit_code == 2
+    result = runner.invoke(app, ["settings", "--set", "dask.nworkers=2"])
+    assert result.exit_code == 2 and "dask has no setting 'nworkers'" in plain(result.output)
+
+
+# -- services that do not answer: one line, never a traceback --------------------------------------
+
+
+def test_an_unreachable_lakefs_endpoint_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.processes import free_port
+
+    monkeypatch.setenv("LOCKGATE_LAKEFS_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("LOCKGATE_LAKEFS_ACCESS_KEY_ID", "AKIALGTESTKEY0000001")
+    monkeypatch.setenv("LOCKGATE_LAKEFS_SECRET_ACCESS_KEY", "a-long-enough-secret")
+    for command in (["models", "list"], ["train"], ["monitor"], ["demo"], ["ingest", "x.csv"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1, (command, result.output)
+        assert "does not answer" in plain(result.output), (command, result.output)
+        assert (
+            "Traceback" not in result.output
+            and result.exception is None
+            or isinstance(result.exception, SystemExit)
+        )
+
+
+def test_an_unreachable_dask_scheduler_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+
+    import flows.cli.context
+    import tasks.training
+    from infra.processes import free_port
+
+    @contextlib.contextmanager
+    def no_lakefs(data_dir, quiet=False):
+        yield flows.cli.context.Connection(client=None, settings=None)
+
+    def run_train(parameters, *, dask_cluster, **_):
+        with dask_cluster():
+            raise AssertionError("connected to a scheduler that does not exist")
+
+    monkeypatch.setenv("LOCKGATE_DASK_CONNECT_ATTEMPTS", "1")
+    monkeypatch.setenv("LOCKGATE_DASK_CONNECT_TIMEOUT_S", "1")
+    monkeypatch.setattr("flows.cli.models.lakefs_connection", no_lakefs)
+    monkeypatch.setattr(tasks.training, "run_train", run_train)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    result = runner.invoke(app, ["train", "--scheduler", address])
+    assert result.exit_code == 1, result.output
+    text = plain(result.output)
+    assert f"Dask scheduler at {address} unreachable" in text and "LOCKGATE_DASK_SCHEDULER_ADDRESS" in text
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_an_unreachable_ray_address_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from infra.processes import free_port
+    from serving.operations import check_ray_address
+
+    started = time.monotonic()
+    for address in (f"127.0.0.1:{free_port()}", f"ray://127.0.0.1:{free_port()}"):
+        with pytest.raises(errors.RayUnavailableError, match="no Ray cluster at") as raised:
+            check_ray_address(address)  # what connect_ray asks before Ray's own minutes of retries
+        assert "LOCKGATE_SERVING_RAY_ADDRESS" in str(raised.value)
+    check_ray_address("auto")  # Ray resolves that one itself
+    assert time.monotonic() - started < 30

@@ -10,7 +10,7 @@ import yaml
 from flows.deployments import build_deployments, prefect_yaml
 from infra.settings import AutomationSettings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EVENTS = {
     "lockgate.dataset.merged",
     "lockgate.drift.detected",

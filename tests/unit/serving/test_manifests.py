@@ -9,7 +9,7 @@ import yaml
 
 from infra.settings import ServingSettings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SERVE_CONFIG = ROOT / "infra" / "ray" / "serve_config.yaml"
 RAYSERVICE = ROOT / "infra" / "ray" / "rayservice.yaml"
 

@@ -33,7 +33,7 @@ from tasks.evaluation import (
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 
 
 def noisy_predictions(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -202,7 +202,7 @@ def test_json_lines_source_is_merged(kit, tmp_path):
 def test_same_content_again_under_another_name_is_unchanged(kit, tmp_path):
     source = kit.write_loans(tmp_path / "first.parquet")
     first = kit.run(source).result
-    assert first["status"] == "merged"
+    assert first.status == "merged"
     head = kit.head(LOANS)
     copy = tmp_path / "renamed" / "second-name.parquet"
     copy.parent.mkdir()

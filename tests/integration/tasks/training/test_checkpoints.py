@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lakefs
 import pytest
 import torch
 
@@ -39,7 +40,7 @@ def test_uncommitted_checkpoint_upload_is_ignored_on_resume(lakefs_client) -> No
 
     path = "checkpoints/crash/latest.safetensors"
     payload = save({f"model.{k}": v.contiguous() for k, v in newer.state_dict().items()})
-    lakefs_client_branch = versioning.lakefs.Branch(CHECKPOINT_REPOSITORY, branch, client=lakefs_client)
+    lakefs_client_branch = lakefs.Branch(CHECKPOINT_REPOSITORY, branch, client=lakefs_client)
     lakefs_client_branch.object(path).upload(payload)
 
     tensors, loaded_state = load_checkpoint(run_id="crash", branch=branch, client=lakefs_client)

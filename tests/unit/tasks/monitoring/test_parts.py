@@ -1,4 +1,4 @@
-"""The pure parts of monitoring: which rows count, SLO figures, label quality, the report page."""
+"""The parts of monitoring, each on its own: service levels from the log and the metrics, quality from labels, the report."""
 
 from __future__ import annotations
 

@@ -1,0 +1,301 @@
+"""Shared foundations of the store: records, helpers, connections and repositories.
+
+Holds the schema and constants, the ``Resolved`` and ``Change`` records, the helpers ``_now``,
+``commit_id_for`` and ``ref_name``, ``StoreBase`` (per-thread SQLite connections, ``BEGIN IMMEDIATE``
+transactions, the node-store helpers and the commit records every other part reads and writes) and
+``RepositoriesMixin`` (create, get, list and delete repositories, repository metadata).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.lakefs_server import tree
+from infra.lakefs_server.errors import BadRequest, Conflict, NotFound
+from infra.lakefs_server.names import validate_branch_name, validate_repository_name
+
+Entry = list[Any]  # [physical_address, checksum, size, mtime, content_type, metadata]
+COMMIT_VERSION = 1
+MAX_PAGE = 1000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS repositories (
+    name TEXT PRIMARY KEY, storage_namespace TEXT NOT NULL, default_branch TEXT NOT NULL,
+    creation_date INTEGER NOT NULL, read_only INTEGER NOT NULL DEFAULT 0, metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS commits (
+    repository TEXT NOT NULL, id TEXT NOT NULL, parents TEXT NOT NULL, committer TEXT NOT NULL,
+    message TEXT NOT NULL, creation_date INTEGER NOT NULL, meta_range_id TEXT NOT NULL,
+    metadata TEXT NOT NULL, generation INTEGER NOT NULL, PRIMARY KEY (repository, id)
+);
+CREATE TABLE IF NOT EXISTS branches (
+    repository TEXT NOT NULL, name TEXT NOT NULL, commit_id TEXT NOT NULL, hidden INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (repository, name)
+);
+CREATE TABLE IF NOT EXISTS tags (
+    repository TEXT NOT NULL, name TEXT NOT NULL, commit_id TEXT NOT NULL, PRIMARY KEY (repository, name)
+);
+CREATE TABLE IF NOT EXISTS staged (
+    repository TEXT NOT NULL, branch TEXT NOT NULL, path TEXT NOT NULL, entry TEXT,
+    PRIMARY KEY (repository, branch, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A ref expression resolved to a commit, remembering the branch when it named one."""
+
+    commit_id: str
+    branch: str | None = None
+    modifier: str | None = None  # "@" committed only, "$" staging explicitly
+
+    @property
+    def includes_staging(self) -> bool:
+        return self.branch is not None and self.modifier != "@"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path that differs between two states."""
+
+    path: str
+    kind: str  # added | removed | changed
+    entry: Entry | None  # the right-hand entry (None when removed)
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def commit_id_for(record: dict[str, Any]) -> str:
+    """Content address of a commit: SHA-256 over its canonical fields."""
+    canonical = {
+        key: record[key]
+        for key in (
+            "parents",
+            "committer",
+            "message",
+            "creation_date",
+            "meta_range_id",
+            "metadata",
+            "generation",
+        )
+    }
+    canonical["version"] = COMMIT_VERSION
+    raw = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def ref_name(resolved: Resolved) -> str:
+    return resolved.branch or resolved.commit_id[:12]
+
+
+class StoreBase:
+    """Connections, transactions, node storage and commit records shared by every part of ``Store``.
+
+    Args:
+        db_path: The SQLite file (created with its schema when missing).
+    """
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = Path(db_path)
+        self._local = threading.local()
+        self.conn().executescript(_SCHEMA)
+
+    # -- connections and transactions ---------------------------------------------------------
+
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=60)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self.conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _nodes(self, conn: sqlite3.Connection) -> tree.NodeStore:
+        def load(node_id: str) -> bytes:
+            row = conn.execute("SELECT data FROM nodes WHERE id = ?", (node_id,)).fetchone()
+            if row is None:
+                raise KeyError(node_id)
+            return row[0]
+
+        return tree.NodeStore(load)
+
+    @staticmethod
+    def _save_nodes(conn: sqlite3.Connection, nodes: tree.NodeStore) -> None:
+        conn.executemany("INSERT OR IGNORE INTO nodes (id, data) VALUES (?, ?)", nodes.pending.items())
+        nodes.pending.clear()
+
+    # -- commits -------------------------------------------------------------------------------
+
+    def _insert_commit(
+        self,
+        conn: sqlite3.Connection,
+        repository: str,
+        *,
+        parents: list[str],
+        message: str,
+        committer: str,
+        meta_range_id: str,
+        metadata: dict[str, str],
+        creation_date: int | None = None,
+    ) -> dict[str, Any]:
+        generation = 1 + max((self._commit(conn, repository, p)["generation"] for p in parents), default=0)
+        record = {
+            "parents": parents,
+            "committer": committer,
+            "message": message,
+            "creation_date": creation_date if creation_date is not None else _now(),
+            "meta_range_id": meta_range_id,
+            "metadata": metadata,
+            "generation": generation,
+        }
+        record["id"] = commit_id_for(record)
+        conn.execute(
+            "INSERT OR IGNORE INTO commits (repository, id, parents, committer, message, creation_date,"
+            " meta_range_id, metadata, generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                repository,
+                record["id"],
+                json.dumps(parents),
+                committer,
+                message,
+                record["creation_date"],
+                meta_range_id,
+                json.dumps(metadata),
+                generation,
+            ),
+        )
+        return record
+
+    @staticmethod
+    def _commit(conn: sqlite3.Connection, repository: str, commit_id: str) -> dict[str, Any]:
+        row = conn.execute(
+            "SELECT id, parents, committer, message, creation_date, meta_range_id, metadata, generation"
+            " FROM commits WHERE repository = ? AND id = ?",
+            (repository, commit_id),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"commit {commit_id!r} not found in repository {repository!r}")
+        return {
+            "id": row[0],
+            "parents": json.loads(row[1]),
+            "committer": row[2],
+            "message": row[3],
+            "creation_date": row[4],
+            "meta_range_id": row[5],
+            "metadata": json.loads(row[6]),
+            "generation": row[7],
+            "version": COMMIT_VERSION,
+        }
+
+
+class RepositoriesMixin(StoreBase):
+    """Repositories: create, get, list, delete, and their metadata."""
+
+    # -- repositories --------------------------------------------------------------------------
+
+    def create_repository(
+        self, name: str, *, storage_namespace: str, default_branch: str, read_only: bool = False
+    ) -> dict[str, Any]:
+        validate_repository_name(name)
+        validate_branch_name(default_branch)
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM repositories WHERE name = ?", (name,)).fetchone():
+                raise Conflict(f"repository {name!r} already exists")
+            clash = conn.execute(
+                "SELECT name FROM repositories WHERE storage_namespace = ?", (storage_namespace,)
+            ).fetchone()
+            if clash:
+                raise BadRequest(
+                    f"storage namespace {storage_namespace!r} is already used by repository {clash[0]!r}"
+                )
+            created = _now()
+            conn.execute(
+                "INSERT INTO repositories (name, storage_namespace, default_branch, creation_date, read_only)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (name, storage_namespace, default_branch, created, int(read_only)),
+            )
+            commit = self._insert_commit(
+                conn,
+                name,
+                parents=[],
+                message="Repository created",
+                committer="",
+                meta_range_id=tree.EMPTY_TREE_ID,
+                metadata={},
+                creation_date=created,
+            )
+            conn.execute(
+                "INSERT INTO branches (repository, name, commit_id) VALUES (?, ?, ?)",
+                (name, default_branch, commit["id"]),
+            )
+        return self.get_repository(name)
+
+    def get_repository(self, name: str) -> dict[str, Any]:
+        row = (
+            self.conn()
+            .execute(
+                "SELECT name, storage_namespace, default_branch, creation_date, read_only FROM repositories"
+                " WHERE name = ?",
+                (name,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise NotFound(f"repository {name!r} not found")
+        return {
+            "id": row[0],
+            "storage_namespace": row[1],
+            "default_branch": row[2],
+            "creation_date": row[3],
+            "read_only": bool(row[4]),
+        }
+
+    def list_repositories(self, *, prefix: str, after: str, amount: int) -> list[dict[str, Any]]:
+        rows = (
+            self.conn()
+            .execute(
+                "SELECT name FROM repositories WHERE name > ? AND name >= ? ORDER BY name LIMIT ?",
+                (after, prefix, amount + 1),
+            )
+            .fetchall()
+        )
+        return [self.get_repository(name) for (name,) in rows if name.startswith(prefix)]
+
+    def delete_repository(self, name: str) -> None:
+        with self.transaction() as conn:
+            if not conn.execute("SELECT 1 FROM repositories WHERE name = ?", (name,)).fetchone():
+                raise NotFound(f"repository {name!r} not found")
+            for table in ("commits", "branches", "tags", "staged"):
+                conn.execute(f"DELETE FROM {table} WHERE repository = ?", (name,))  # noqa: S608
+            conn.execute("DELETE FROM repositories WHERE name = ?", (name,))
+
+    def repository_metadata(self, name: str) -> dict[str, str]:
+        self.get_repository(name)
+        row = self.conn().execute("SELECT metadata FROM repositories WHERE name = ?", (name,)).fetchone()
+        return json.loads(row[0])
