@@ -1,4 +1,4 @@
-"""The parts of monitoring, each on its own: service levels from the log and the metrics, quality from labels, the report."""
+"""The parts of monitoring on their own: service levels (log and metrics), quality from labels, the report."""
 
 from __future__ import annotations
 
