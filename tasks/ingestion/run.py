@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from infra.errors import ContractViolationError, IngestionError
 from tasks import events, publishing, versioning
-from tasks.datasets import check_dataset_name, get_dataset
+from tasks.datasets import DatasetSpec, check_dataset_name, get_dataset
 from tasks.ingestion.sources import batch_fingerprint, resolve_sources
 from tasks.ingestion.staging import (
     IngestReport,
@@ -80,6 +80,7 @@ def run_ingest(
     publish: Publisher,
     flow_run_id: str | None = None,
     progress: Progress | None = None,
+    spec: DatasetSpec | None = None,
     log: logging.Logger | logging.LoggerAdapter = logger,
 ) -> IngestResult:
     """Ingest ``parameters.source`` into ``parameters.dataset``; raise if the contract rejects it.
@@ -91,13 +92,14 @@ def run_ingest(
         publish: Receives the artifacts and the merged / rejected events.
         flow_run_id: The Prefect flow run, recorded in the data commit's metadata.
         progress: Called as ``progress(stage, rows_so_far)`` while the source is read.
+        spec: The dataset's spec; the one declared as ``parameters.dataset`` when omitted.
         log: Where progress is logged.
 
     Raises:
         IngestionError: the source is missing, unreadable or inaccessible (nothing was committed).
         ContractViolationError: the batch broke its contract (``.report`` says how; ``main`` unchanged).
     """
-    spec = get_dataset(parameters.dataset)
+    spec = spec or get_dataset(parameters.dataset)
     versioning.ensure_default_repository(spec.repository, client=client)
     run_id = new_run_id()
     try:

@@ -87,6 +87,7 @@ def run_train(
     flow_run_id: str | None = None,
     attempts: int = 3,
     clock: Clock = SYSTEM_CLOCK,
+    spec: DatasetSpec | None = None,
     log: logging.Logger | logging.LoggerAdapter = logger,
 ) -> TrainResult:
     """Train ``parameters.model_name`` on ``parameters.dataset`` at ``parameters.ref`` and register it.
@@ -101,6 +102,7 @@ def run_train(
         flow_run_id: The Prefect flow run, recorded in the model card.
         attempts: Distributed attempts before giving up (each resumes from the last checkpoint).
         clock: Waits between attempts.
+        spec: The dataset's spec; the one declared as ``parameters.dataset`` when omitted.
         log: Where progress is logged.
 
     Raises:
@@ -108,7 +110,7 @@ def run_train(
         UncheckedDataError: the commit holds data without a passed contract report.
         TrainingError: training failed on every attempt; nothing is registered.
     """
-    spec = get_dataset(parameters.dataset)
+    spec = spec or get_dataset(parameters.dataset)
     data = resolve_training_data(spec, parameters.ref, client=client)
     log.info("training on %s@%s (%d part(s))", data.repository, data.commit_id[:12], len(data.parts))
     with dask_cluster() as dask:
