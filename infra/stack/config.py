@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -13,7 +12,7 @@ from pathlib import Path
 import psutil
 
 from infra.errors import PortInUseError
-from infra.processes import port_is_free
+from infra.processes import free_ports, port_is_free
 from infra.settings.stack import DEFAULT_STACK_DIR
 
 STATE_FILE = "state.json"
@@ -47,18 +46,8 @@ class StackPorts:
     def free(cls, host: str = "127.0.0.1", **given: int | None) -> StackPorts:
         """Ports free on ``host`` right now for every port not in ``given`` (``None`` counts as not given)."""
         chosen = {name: port for name, port in given.items() if port is not None}
-        sockets = []
-        try:
-            for port_field in fields(cls):
-                if port_field.name in chosen:
-                    continue
-                sock = socket.socket()
-                sock.bind((host, 0))  # held until all are picked, so no port is handed out twice
-                sockets.append(sock)
-                chosen[port_field.name] = sock.getsockname()[1]
-        finally:
-            for sock in sockets:
-                sock.close()
+        missing = [port_field.name for port_field in fields(cls) if port_field.name not in chosen]
+        chosen |= dict(zip(missing, free_ports(len(missing), host), strict=True))
         return cls(**chosen)
 
 
