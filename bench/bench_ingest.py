@@ -74,9 +74,9 @@ def worker_flow(source: str, chunk_rows: int) -> dict:
     start = time.perf_counter()
     result = ingest_flow(parameters)
     seconds = time.perf_counter() - start
-    if result["status"] != "merged":
+    if result.status != "merged":
         raise SystemExit(f"expected the batch to be merged, got {result}")
-    return {"seconds": seconds, "rows": result["rows"], "peak_rss_mib": _peak_rss_mib()}
+    return {"seconds": seconds, "rows": result.rows, "peak_rss_mib": _peak_rss_mib()}
 
 
 def worker_flow_warm(source: str, chunk_rows: int) -> dict:

@@ -53,6 +53,7 @@ def main() -> None:
 
     from contracts.loans import FEATURE_COLUMNS
     from flows.monitor import MonitorParameters, monitor_flow
+    from infra.naming import INFERENCE_REPOSITORY
     from serving.inference_log import LakeFSInferenceSink, log_rows
     from tasks import monitoring
     from tasks.drift import detect_drift
@@ -80,7 +81,7 @@ def main() -> None:
         print(f"logging {arguments.rows:,} rows as {arguments.files} objects ...", flush=True)
         current = generate_frame(GeneratorConfig(rows=arguments.rows, seed=12, covariate_shift=0.2))
         probabilities = predictor.predict(current[list(FEATURE_COLUMNS)].to_dict("records"))
-        sink = LakeFSInferenceSink(lambda: client, writer="bench")
+        sink = LakeFSInferenceSink(lambda: client, repository=INFERENCE_REPOSITORY, writer="bench")
         records = current[list(FEATURE_COLUMNS)].to_dict("records")
         for chunk in np.array_split(np.arange(arguments.rows), arguments.files):
             rows = []
@@ -101,7 +102,7 @@ def main() -> None:
         monitor_flow(parameters)  # warm-up: imports, the temporary Prefect server
         flow_s, summary = best(arguments.runs, lambda: monitor_flow(parameters))
 
-        head = monitoring.inference_head(client)
+        head = monitoring.inference_head(client, repository=INFERENCE_REPOSITORY)
         read_s, window = best(
             arguments.runs, lambda: monitoring.read_window(client, since_commit=None, until_commit=head)
         )
@@ -125,8 +126,8 @@ def main() -> None:
         )
 
     print(
-        f"\nmonitor pass over {summary['records']:,} logged rows ({arguments.files} objects), "
-        f"status {summary['status']}"
+        f"\nmonitor pass over {summary.records:,} logged rows ({arguments.files} objects), "
+        f"status {summary.status}"
     )
     print(f"  monitor_flow end to end (best of {arguments.runs}):      {flow_s:7.3f} s")
     print(f"    read the window from lakeFS:                  {read_s:7.3f} s")
@@ -135,7 +136,7 @@ def main() -> None:
     print(f"    plots (one per feature + prediction):         {plots_s:7.3f} s")
     print(f"  baseline: detect_drift alone on in-memory frames: {drift_s:7.3f} s")
     print(f"  ratio monitor_flow / detect_drift: {flow_s / drift_s:.1f}x")
-    print(f"  rows per second through the whole pass: {summary['records'] / flow_s:,.0f}")
+    print(f"  rows per second through the whole pass: {summary.records / flow_s:,.0f}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The closed loop, driven from outside: start the deployment worker, wait for what automations start,
-read back their decisions, and trace a model to its data. Used by ``lockgate demo`` and
-``bench/bench_loop.py``; nothing here decides anything the flows do not.
+and read back their decisions (through Prefect's client). Used by the demo (``flows.demo.loop``), the
+automation tests and ``bench/bench_loop.py``; nothing here decides anything the flows do not.
 """
 
 from __future__ import annotations

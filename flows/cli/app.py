@@ -59,9 +59,10 @@ def _title(error: Any) -> str:
 
 def _unreachable(error: BaseException) -> str | None:
     """A connection that failed below lockgate's own translation (a stray client call)."""
+    import httpx
     import urllib3.exceptions
 
-    if isinstance(error, urllib3.exceptions.HTTPError | ConnectionRefusedError):
+    if isinstance(error, urllib3.exceptions.HTTPError | httpx.TransportError | ConnectionRefusedError):
         return (
             f"a service did not answer ({type(error).__name__}: {error}); check the endpoints "
             "`lockgate settings` shows"

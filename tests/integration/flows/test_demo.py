@@ -17,7 +17,8 @@ from flows.demo import DEMO_DATA_PATH, DEMO_REPOSITORY, make_demo_readings
 from infra.lakefs_server.launcher import EmbeddedLakeFS
 from tasks.versioning import list_branches, log_commits, read_dataframe
 
-pytestmark = pytest.mark.integration
+# Two demo runs, the first through the whole loop (~3 min here, far more on a loaded machine).
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 BRANCH_NAME = re.compile(r"demo-\d{8}-\d{6}-[0-9a-f]{4}")
 
@@ -41,7 +42,7 @@ def run_demo(data_dir: Path, *, gate: bool) -> tuple[str, str]:
     environment.update({"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})
     command = [sys.executable, "-m", "flows.cli", "demo", "--data-dir", str(data_dir)]
     command.append("--gate" if gate else "--no-gate")
-    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=1200)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     written = re.search(rf"lakefs://{DEMO_REPOSITORY}/({BRANCH_NAME.pattern})/", output)
