@@ -77,7 +77,16 @@ class SLOThresholds(BaseModel):
         return found
 
 
-def monitor_slo() -> SLOThresholds:
-    """The defaults of a monitoring window: longer windows than a rollout step, so more requests and a
-    laxer p99 (a window spans cold starts and batch traffic)."""
-    return SLOThresholds(p99_latency_ms=500.0, min_requests=50)
+# A monitoring window is longer than a rollout step: more requests, and a laxer p99 (a window spans cold
+# starts and batch traffic). Fields left out of a monitor's thresholds take these, then the model's.
+MONITOR_DEFAULTS = {"p99_latency_ms": 500.0, "min_requests": 50}
+
+
+def monitor_slo(given: object = None) -> SLOThresholds:
+    """A monitor's thresholds: ``given`` (a mapping or ``SLOThresholds``) over ``MONITOR_DEFAULTS``."""
+    if isinstance(given, SLOThresholds):
+        return given
+    values = dict(given or {})
+    if "max_p99_latency_ms" in values:  # the name monitor parameters used before there was one model
+        values["p99_latency_ms"] = values.pop("max_p99_latency_ms")
+    return SLOThresholds.model_validate({**MONITOR_DEFAULTS, **values})

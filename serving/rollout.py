@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from contracts.rollout import ApprovalAnswer, DeployParameters, RolloutResult, RolloutStep, StepResult
-from infra.errors import LockgateError, ModelNotFoundError, RolloutError, ServingError
+from infra.errors import LockgateError, ModelNotFoundError, RayUnavailableError, RolloutError, ServingError
 from serving.routing import Route, RoutingTable, describe, split
 from serving.stats import VersionStats, judge
 from tasks import events, publishing, registry
@@ -125,7 +125,7 @@ def run_rollout(
 
     try:
         traffic = serving.controller()
-    except ServingError as error:
+    except (ServingError, RayUnavailableError) as error:
         if not serving.on_cluster:
             raise RolloutError(f"{error}, or point LOCKGATE_SERVING_RAY_ADDRESS at a Ray cluster") from error
         return _first_deployment(

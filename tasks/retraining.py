@@ -15,9 +15,11 @@ injected (``CooldownStore``; a Prefect variable in the flow, which a person can 
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pandas as pd
@@ -92,6 +94,31 @@ class MemoryCooldowns:
 
     def record_start(self, model_name: str, record: dict[str, Any]) -> None:
         self.records[model_name] = dict(record)
+
+
+class FileCooldowns:
+    """A ``CooldownStore`` in a JSON file (``lockgate retrain`` without a Prefect server), written
+    atomically: a retrain started moments after another from the same directory is still skipped."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def _records(self) -> dict[str, dict[str, Any]]:
+        try:
+            records = json.loads(self.path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return records if isinstance(records, dict) else {}
+
+    def last_start(self, model_name: str) -> dict[str, Any] | None:
+        return self._records().get(model_name)
+
+    def record_start(self, model_name: str, record: dict[str, Any]) -> None:
+        records = {**self._records(), model_name: dict(record)}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = self.path.with_name(f".{self.path.name}.tmp")
+        scratch.write_text(json.dumps(records, indent=2))
+        scratch.replace(self.path)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from functools import partial
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +13,9 @@ from flows.cli import output
 from flows.cli.app import app, console
 from flows.cli.context import lakefs_connection, publisher
 from flows.cli.options import DataDir, Hold, Workers, settings_with
+
+# Where `lockgate retrain --cooldown` keeps the last start per model when no Prefect API is configured.
+COOLDOWNS_FILE = Path(".lockgate/retrain-cooldowns.json")
 
 
 @app.command("monitor", rich_help_panel="The loop")
@@ -75,7 +79,7 @@ def retrain(
     from serving.operations import RayServing
     from serving.rollout import run_rollout
     from tasks.clock import SYSTEM_CLOCK
-    from tasks.retraining import MemoryCooldowns, RetrainParameters, run_retrain
+    from tasks.retraining import FileCooldowns, RetrainParameters, run_retrain
     from tasks.training import run_train
 
     parameters = RetrainParameters(
@@ -95,7 +99,7 @@ def retrain(
         outcome = run_retrain(
             parameters,
             client=client,
-            cooldowns=_cooldowns() or MemoryCooldowns(),
+            cooldowns=_cooldowns() or FileCooldowns(COOLDOWNS_FILE),
             train=partial(
                 run_train,
                 client=client,
@@ -118,7 +122,8 @@ def retrain(
 
 
 def _cooldowns():
-    """The Prefect variables the retrain deployment keeps its cool-down in, when a Prefect API is set."""
+    """The Prefect variables the retrain deployment keeps its cool-down in, when a Prefect API is set
+    (otherwise ``COOLDOWNS_FILE``)."""
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():

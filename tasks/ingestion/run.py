@@ -156,13 +156,13 @@ def run_ingest(
     publish.event(
         events.Event(
             events.DATASET_MERGED,
-            events.dataset_resource(
-                report.repository,
-                "main",
-                dataset=report.dataset,
-                commit=merge_commit,
-                **{"lakefs.source_branch": report.branch},
-            ),
+            {
+                # The resource is the ingest branch (as ever); its labels say the data is now on main.
+                **events.dataset_resource(report.repository, report.branch, dataset=report.dataset),
+                "lakefs.branch": "main",
+                "lakefs.commit": merge_commit,
+                "lakefs.source_branch": report.branch,
+            },
             _payload(report),
         )
     )

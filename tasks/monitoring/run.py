@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from contracts.inference_log import LABEL_JOIN_COLUMNS, PREDICTION_COLUMN, answered_rows, current_features
 from contracts.slo import SLOThresholds, monitor_slo
@@ -70,6 +70,12 @@ class MonitorParameters(BaseModel):
     )
     from_start: bool = Field(False, description="Ignore the cursor and read every logged row again.")
     emit_events: bool = Field(True, description="Emit drift / SLO events (automations react to them).")
+
+    @field_validator("slo", mode="before")
+    @classmethod
+    def _monitor_defaults(cls, value: object) -> SLOThresholds:
+        # Partial thresholds fill from the monitor's defaults (500 ms p99, 50 requests), not the rollout's.
+        return monitor_slo(value)
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,8 @@ def ensure_default_repository(name: str, *, client: lakefs.Client) -> lakefs.Rep
         return repository
     except NotFoundException:
         pass
+    except BadRequestException as error:
+        raise InvalidInputError(f"invalid repository name {name!r}: {server_message(error)}") from error
     namespace = default_storage_namespace(name, client=client)
     if namespace is None:
         raise InvalidInputError(

@@ -175,3 +175,16 @@ def test_with_no_serving_app_a_cluster_gets_its_first_champion(model, lakefs_cli
     assert result.first_deployment and result.url and serving.started == [candidate]
     assert registry.get_alias(name, "champion", client=lakefs_client).version == candidate
     assert published.events_named(events.MODEL_PROMOTED)[0].payload["first_deployment"] is True
+
+
+def test_a_ray_address_that_does_not_answer_is_a_rollout_error(model, lakefs_client) -> None:
+    from infra.errors import RayUnavailableError
+
+    name, _, candidate = model
+
+    class NoRay(FakeServing):
+        def controller(self):
+            raise RayUnavailableError("no Ray cluster at '127.0.0.1:1'")
+
+    with pytest.raises(RolloutError, match="no Ray cluster"):
+        rollout(DeployParameters(model_name=name, version=candidate), NoRay(traffic=None), lakefs_client)

@@ -225,3 +225,16 @@ def test_a_retrain_within_the_cooldown_is_skipped(lakefs_client, tmp_path, name)
         lakefs_client, parameters, train=train, deploy=FakeRollout(), clock=clock, cooldowns=cooldowns
     )
     assert again.decision != "skipped" and len(train.calls) == 2
+
+
+def test_the_file_cooldown_store_survives_the_process(tmp_path) -> None:
+    from tasks.retraining import FileCooldowns
+
+    path = tmp_path / "state" / "cooldowns.json"
+    FileCooldowns(path).record_start("a", {"started_at": "2026-12-01T12:00:00+00:00", "flow_run_id": "r1"})
+    FileCooldowns(path).record_start("b", {"started_at": "2026-12-01T12:01:00+00:00", "flow_run_id": "r2"})
+    again = FileCooldowns(path)
+    assert again.last_start("a")["flow_run_id"] == "r1" and again.last_start("b")["flow_run_id"] == "r2"
+    assert again.last_start("c") is None
+    path.write_text("not json")
+    assert FileCooldowns(path).last_start("a") is None  # an unreadable file holds no cool-down

@@ -36,13 +36,16 @@ def test_a_good_batch_is_merged_once_and_published(lakefs_client, spec, tmp_path
     assert result.status == "merged" and result.rows == 3_000 and result.repository == spec.repository
     assert versioning.resolve_ref(spec.repository, "main", client=lakefs_client) == result.commit
     (merged,) = published.events_named(events.DATASET_MERGED)
-    assert merged.resource == events.dataset_resource(
-        spec.repository,
-        "main",
-        dataset="loans",
-        commit=result.commit,
-        **{"lakefs.source_branch": merged.resource["lakefs.source_branch"]},
-    )
+    branch = merged.resource["lakefs.source_branch"]
+    assert branch.startswith("ingest-loans-")
+    assert merged.resource == {
+        "prefect.resource.id": f"lakefs.{spec.repository}.{branch}",
+        "lakefs.repository": spec.repository,
+        "lakefs.branch": "main",
+        "lakefs.commit": result.commit,
+        "lakefs.source_branch": branch,
+        "lockgate.dataset": "loans",
+    }
     assert {a.key for a in published.artifacts} == {"ingest-loans-summary", "ingest-loans-report"}
 
     again, published = ingest(lakefs_client, spec, source)

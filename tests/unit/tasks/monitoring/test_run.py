@@ -157,3 +157,13 @@ def test_nothing_logged_and_no_champion_are_no_op_reports(lakefs_client, champio
     assert [a.key for a in published.artifacts] == [f"monitor-{champion}-summary"]
     summary, _ = monitor(lakefs_client, f"none-{uuid.uuid4().hex[:6]}", "lockgate-inference")
     assert summary.status == "no data" and "no champion" in summary.reason
+
+
+def test_partial_thresholds_fill_from_the_monitor_defaults() -> None:
+    parameters = MonitorParameters(slo={"max_error_rate": 0.05})
+    assert (parameters.slo.p99_latency_ms, parameters.slo.min_requests) == (500.0, 50)
+    assert parameters.slo.max_error_rate == 0.05
+    assert MonitorParameters(slo={"max_p99_latency_ms": 800}).slo.p99_latency_ms == 800  # the old name
+    assert MonitorParameters().slo.min_requests == 50
+    with pytest.raises(ValueError, match="p99_latenc"):
+        MonitorParameters(slo={"p99_latencyms": 800})  # a typo is refused, not ignored
