@@ -13,7 +13,7 @@ and stay with the data contract.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Annotated, Any
 
 import pandera.pandas as pa
@@ -32,7 +32,12 @@ _BOUND_CHECKS = {
 
 
 def request_model(
-    validated_model: type[pa.DataFrameModel], *, feature_columns: Iterable[str], name: str
+    validated_model: type[pa.DataFrameModel],
+    *,
+    feature_columns: Iterable[str],
+    name: str,
+    allowed_values: Mapping[str, list[Any]] | None = None,
+    nullable: Collection[str] = (),
 ) -> type[pydantic.BaseModel]:
     """Build the pydantic model of one inference request from a dataset's validated model.
 
@@ -40,6 +45,10 @@ def request_model(
         validated_model: The pandera model every training row satisfied (e.g. ``LoanApplication``).
         feature_columns: The model inputs, in order; each becomes a required field.
         name: Name of the generated class (shown in OpenAPI schemas and error messages).
+        allowed_values: Per column, the only values a request may carry (a served model's vocabulary
+            of a feature whose unseen values are refused); named in the 422 and the OpenAPI enum.
+        nullable: Columns a request may leave null (imputed numbers, categories whose unknown
+            bucket takes nulls).
 
     Returns:
         A pydantic model with one required, non-null field per feature column: ``int`` or ``float``
@@ -58,7 +67,8 @@ def request_model(
             raise UnsupportedContractError(
                 f"feature column {column!r} is not declared in {validated_model.__name__}"
             )
-        fields[column] = (_field_type(validated_model, schema.columns[column]), ...)
+        annotated = _field_type(validated_model, schema.columns[column], (allowed_values or {}).get(column))
+        fields[column] = (annotated | None, ...) if column in nullable else (annotated, ...)
     config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
     return pydantic.create_model(name, __config__=config, __doc__=_docstring(validated_model), **fields)
 
@@ -68,12 +78,17 @@ def _docstring(validated_model: type[pa.DataFrameModel]) -> str:
     return f"One inference request: the feature columns of {validated_model.__name__}."
 
 
-def _field_type(validated_model: type[pa.DataFrameModel], column: pa.Column) -> Any:
+def _field_type(
+    validated_model: type[pa.DataFrameModel], column: pa.Column, vocabulary: list[Any] | None = None
+) -> Any:
     """The annotated pydantic type of one feature column."""
     python_type = _python_type(validated_model, column)
     bounds: dict[str, Any] = {}
     validators = []
     extra: dict[str, Any] = {}
+    if vocabulary is not None:
+        validators.append(AfterValidator(_one_of(list(vocabulary))))
+        extra["enum"] = list(vocabulary)
     for check in column.checks:
         statistics = check.statistics or {}
         if check.name in _BOUND_CHECKS:
@@ -82,6 +97,12 @@ def _field_type(validated_model: type[pa.DataFrameModel], column: pa.Column) -> 
         elif check.name == "in_range":
             bounds["ge" if statistics.get("include_min", True) else "gt"] = statistics["min_value"]
             bounds["le" if statistics.get("include_max", True) else "lt"] = statistics["max_value"]
+        elif check.name in ("isin", "equal_to") and vocabulary is not None:
+            continue  # the model's vocabulary (a subset of the allowed values) is stricter
+        elif check.name == "str_length":
+            bounds["min_length"] = statistics.get("min_value")
+            bounds["max_length"] = statistics.get("max_value")
+            bounds = {k: v for k, v in bounds.items() if v is not None}
         elif check.name in ("isin", "equal_to"):
             allowed = list(statistics["allowed_values"]) if check.name == "isin" else [statistics["value"]]
             # A validator, not ``Literal``: pydantic matches Literal members by equality, so it would
@@ -104,15 +125,19 @@ def _field_type(validated_model: type[pa.DataFrameModel], column: pa.Column) -> 
 
 
 def _python_type(validated_model: type[pa.DataFrameModel], column: pa.Column) -> type:
-    """``int`` or ``float`` for a pandera integer or float dtype."""
+    """``int``, ``float``, ``bool`` or ``str`` for a pandera integer, float, boolean or string dtype."""
     dtype = str(column.dtype).lower()
+    if dtype.startswith("bool"):
+        return bool
     if "int" in dtype and "interval" not in dtype:
         return int
     if "float" in dtype:
         return float
+    if "str" in dtype or dtype in ("object", "category"):
+        return str
     raise UnsupportedContractError(
         f"{validated_model.__name__}.{column.name}: dtype {column.dtype} has no request equivalent "
-        "(only integer and float features are supported)"
+        "(integer, float, boolean and string features are supported)"
     )
 
 

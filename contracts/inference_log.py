@@ -23,7 +23,8 @@ import pandas as pd
 LOG_PREFIX = "logs/"
 LABELS_PREFIX = "labels/"
 PARQUET_SUFFIX = ".parquet"
-PREDICTION_COLUMN = "probability"
+PREDICTION_COLUMN = "score"
+PROBABILITY_COLUMN = "probability"
 
 # Columns every log row has, besides the request's feature columns.
 BASE_COLUMNS = (
@@ -37,6 +38,7 @@ BASE_COLUMNS = (
     "status",
     "latency_ms",
     "prediction",
+    PROBABILITY_COLUMN,
     PREDICTION_COLUMN,
 )
 _BASE = frozenset(BASE_COLUMNS)
@@ -48,6 +50,8 @@ LABEL_JOIN_COLUMNS = (
     "model_version",
     "shadow",
     "status",
+    "prediction",
+    PROBABILITY_COLUMN,
     PREDICTION_COLUMN,
 )
 
@@ -81,16 +85,28 @@ def log_rows(
     role: str,
     shadow: bool,
     latency_ms: float,
-    probabilities: list[float] | None,
+    probabilities: list[float | None] | None,
     threshold: float = 0.5,
     status: str = "ok",
     at: datetime | None = None,
+    predictions: list[Any] | None = None,
+    scores: list[float] | None = None,
 ) -> list[dict[str, Any]]:
-    """One log row per record of a request: features, prediction, version, latency, time, request ID."""
+    """One log row per record of a request: features, prediction, version, latency, time, request ID.
+
+    ``prediction`` is the answer (a class or a value; ``probability >= threshold`` as 0/1 when only
+    probabilities are given), ``probability`` the probability of that answer's class (binary: of the
+    positive class), ``score`` the number monitoring compares (``tasks.problems.Problem.scores``).
+    """
     at = at or datetime.now(UTC)
     rows = []
     for index, record in enumerate(records):
-        probability = None if probabilities is None else float(probabilities[index])
+        probability = None if probabilities is None or probabilities[index] is None else float(probabilities[index])
+        if predictions is not None:
+            prediction = predictions[index]
+        else:
+            prediction = None if probability is None else int(probability >= threshold)
+        score = float(scores[index]) if scores is not None else probability
         rows.append(
             {
                 "request_id": request_id,
@@ -102,8 +118,9 @@ def log_rows(
                 "shadow": shadow,
                 "status": status,
                 "latency_ms": float(latency_ms),
-                "prediction": None if probability is None else int(probability >= threshold),
-                PREDICTION_COLUMN: probability,
+                "prediction": prediction,
+                PROBABILITY_COLUMN: probability,
+                PREDICTION_COLUMN: score,
                 **{feature_column(name): value for name, value in record.items()},
             }
         )
@@ -144,6 +161,6 @@ def current_features(
     if missing:
         raise ValueError(f"the inference log has no column(s) {missing} for model {model_name!r}")
     current = pd.DataFrame(columns, index=answered.index)
-    probability = answered[PREDICTION_COLUMN].astype("float64")
-    current[PREDICTION_COLUMN] = probability.where(answered["model_version"] == champion_version)
+    scores = answered[PREDICTION_COLUMN] if PREDICTION_COLUMN in answered else answered[PROBABILITY_COLUMN]
+    current[PREDICTION_COLUMN] = scores.astype("float64").where(answered["model_version"] == champion_version)
     return current.reset_index(drop=True)

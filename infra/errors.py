@@ -15,6 +15,9 @@ exit code (``flows.cli.errors``), never a traceback. Modules re-export the ones 
     │   ├── DriftError                        drift inputs refused
     │   ├── LabelError                        a label batch breaks the outcome contract
     │   ├── GenerationError                   the generator cannot produce what was asked
+    │   ├── InvalidDatasetSpecError           a dataset spec whose task or columns cannot be used
+    │   ├── UnusableDataError                 training data its task or encoders cannot use (not retried)
+    │   ├── ModelFactoryError                 a model factory not installed, or unfit for the task
     │   └── UnsupportedContractError          a contract check has no request equivalent
     ├── UnavailableError (ConnectionError)    a service lockgate needs does not answer
     │   ├── LakeFSUnavailableError            the lakeFS endpoint
@@ -92,6 +95,19 @@ class LabelError(InvalidInputError):
 
 class GenerationError(InvalidInputError):
     """The generator was asked for something it cannot produce."""
+
+
+class InvalidDatasetSpecError(InvalidInputError):
+    """A dataset spec whose task, target or feature columns cannot be used (refused when loaded)."""
+
+
+class UnusableDataError(InvalidInputError):
+    """Training data its task or encoders cannot use: one class, a constant or all-null feature, a
+    category column over its cap. Deterministic: a retry would fail the same way, so none is made."""
+
+
+class ModelFactoryError(InvalidInputError):
+    """A model factory that is not installed, or whose network does not fit the task."""
 
 
 class UnsupportedContractError(InvalidInputError):
@@ -214,7 +230,13 @@ class ContractViolationError(IngestionError):
 
 
 class TrainingError(LockgateError):
-    """Training could not produce a model (nothing is registered)."""
+    """Training could not produce a model (nothing is registered).
+
+    ``retryable`` says whether another attempt could succeed (a worker died: yes; the loss diverged
+    with the same seed and data: no).
+    """
+
+    retryable = True
 
 
 class UncheckedDataError(LockgateError):

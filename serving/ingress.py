@@ -98,6 +98,32 @@ class _Metrics:
         )
 
 
+def _dataset_of(settings: ServingSettings, routes: list[dict], lakefs: LakeFSSettings | None):
+    """The dataset (and model card) the served model was trained on: from the first live version's
+    card, so serving a second dataset needs no setting; ``settings.dataset`` when there is no card."""
+    from tasks.datasets import get_dataset
+
+    card = None
+    if routes:
+        try:
+            from tasks import registry
+
+            first = routes[0]
+            card = registry.show_model(
+                first["model_name"], first["version"], client=lakefs_client_from(lakefs)
+            )
+        except Exception as error:  # the registry is unreachable: serve by the configured dataset
+            logger.warning("cannot read the model card of %s (%s); using dataset %r", routes[0], error, settings.dataset)
+    if card is not None:
+        from tasks.datasets import find_dataset_for_repository
+
+        name = card.feature_spec.get("dataset")
+        spec = get_dataset(name) if name else find_dataset_for_repository(card.data_repository)
+        if spec is not None:
+            return spec, card
+    return get_dataset(settings.dataset), card
+
+
 @serve.deployment(name=INGRESS_DEPLOYMENT, max_ongoing_requests=512, graceful_shutdown_timeout_s=30)
 @serve.ingress(api)
 class Ingress:
@@ -111,12 +137,31 @@ class Ingress:
         lakefs: LakeFSSettings | None = None,
     ) -> None:
         from contracts.inference import request_model
-        from tasks.datasets import get_dataset
 
         self.settings = ServingSettings.model_validate(settings)
-        spec = get_dataset(self.settings.dataset)
+        spec, card = _dataset_of(self.settings, initial_routes, lakefs)
+        allowed, nullable = {}, set()
+        self.score_edges = None
+        if card is not None:
+            from tasks.preprocessing import Preprocessor
+
+            record = card.feature_spec.get("preprocessing") or card.feature_spec
+            preprocessor = Preprocessor.from_dict(record)
+            allowed = {
+                e.column: list(e.categories)
+                for e in preprocessor.encoders
+                if e.kind == "one_hot" and e.unknown == "refuse"
+            }
+            nullable = preprocessor.nullable()
+            self.score_edges = card.feature_spec.get("score_edges")
+            if card.feature_spec.get("problem", {}).get("task", "binary") == "binary":
+                self.score_edges = None  # ten equal bins of the probability
         self.request_type = request_model(
-            spec.validated_model, feature_columns=spec.feature_columns, name="InferenceRecord"
+            spec.validated_model,
+            feature_columns=spec.feature_columns,
+            name="InferenceRecord",
+            allowed_values=allowed,
+            nullable=nullable,
         )
         self.records_adapter = pydantic.TypeAdapter(list[self.request_type])
         initial = {"epoch": 0, "routes": initial_routes}
@@ -187,7 +232,9 @@ class Ingress:
 
     def _observe(self, epoch: int, route: Route, latency_ms: float, *, error: bool, probabilities=()) -> None:
         with self.lock:
-            self.pending[epoch][route.version].observe(latency_ms, error=error, probabilities=probabilities)
+            self.pending[epoch][route.version].observe(
+                latency_ms, error=error, probabilities=probabilities, edges=self.score_edges
+            )
 
     # -- HTTP API --------------------------------------------------------------------------------------
 
@@ -236,24 +283,18 @@ class Ingress:
             status, message = _failure(error, self.settings.request_timeout_s)
             return _error(status, f"{route.version}: {message}", request_id)
         latency_ms = (time.perf_counter() - started) * 1000
-        probabilities = answer["probabilities"]
-        self._observe(table.epoch, route, latency_ms, error=False, probabilities=probabilities)
+        scores = answer["scores"]
+        self._observe(table.epoch, route, latency_ms, error=False, probabilities=scores)
         self._record(route, answer["version"], latency_ms, "ok")
-        self._log(request_id, records, route, answer["version"], latency_ms, probabilities, shadow=False)
-        threshold = 0.5
+        self._log(request_id, records, route, answer["version"], latency_ms, answer, shadow=False)
         return JSONResponse(
             {
                 "request_id": request_id,
                 "model_name": route.model_name,
                 "model_version": answer["version"],
                 "predictions": [
-                    {
-                        "prediction": int(p >= threshold),
-                        "probability": p,
-                        "model_version": answer["version"],
-                        "request_id": request_id,
-                    }
-                    for p in probabilities
+                    {**item, "model_version": answer["version"], "request_id": request_id}
+                    for item in answer["answers"]
                 ],
             },
         )
@@ -273,11 +314,9 @@ class Ingress:
             )
             return
         latency_ms = (time.perf_counter() - started) * 1000
-        self._observe(epoch, route, latency_ms, error=False, probabilities=answer["probabilities"])
+        self._observe(epoch, route, latency_ms, error=False, probabilities=answer["scores"])
         self._record(route, answer["version"], latency_ms, "ok", shadow=True)
-        self._log(
-            request_id, records, route, answer["version"], latency_ms, answer["probabilities"], shadow=True
-        )
+        self._log(request_id, records, route, answer["version"], latency_ms, answer, shadow=True)
 
     async def _parse(self, request: Request, request_id: str) -> tuple[list[dict], JSONResponse | None]:
         limit = self.settings.max_body_bytes
@@ -332,9 +371,10 @@ class Ingress:
         self.metrics.requests.inc(tags={**tags, "outcome": outcome})
         self.metrics.latency.observe(latency_ms, tags=tags)
 
-    def _log(self, request_id, records, route, version, latency_ms, probabilities, *, shadow, status="ok"):
+    def _log(self, request_id, records, route, version, latency_ms, answer, *, shadow, status="ok"):
         if self.logger is None:
             return
+        answers = None if answer is None else answer["answers"]
         self.logger.log(
             log_rows(
                 request_id=request_id,
@@ -344,7 +384,9 @@ class Ingress:
                 role=route.role,
                 shadow=shadow,
                 latency_ms=latency_ms,
-                probabilities=probabilities,
+                probabilities=None if answers is None else [a.get("probability") for a in answers],
+                predictions=None if answers is None else [a["prediction"] for a in answers],
+                scores=None if answer is None else answer["scores"],
                 status=status,
             )
         )

@@ -70,7 +70,7 @@ class ModelServer:
         self.faults = FaultInjection(**(user_config or {}).get("faults", {}))
 
     async def predict(self, records: list[dict]) -> dict[str, Any]:
-        """Probabilities for one request's records, with the version that produced them."""
+        """The answers (and scores) of one request's records, with the version that produced them."""
         faults = self.faults
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
@@ -79,19 +79,20 @@ class ModelServer:
         predictor = self.loader.predictor
         if predictor is None:
             raise ModelNotReadyError(f"{self.model_name}@{self.ref}: {self.loader.reason}")
-        probabilities = await self._batched(records)
-        return {"version": predictor.version, "probabilities": probabilities}
+        answers, scores = await self._batched(records)
+        return {"version": predictor.version, "answers": answers, "scores": scores}
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
-    async def _batched(self, requests: list[list[dict]]) -> list[list[float]]:
+    async def _batched(self, requests: list[list[dict]]) -> list[tuple[list[dict], list[float]]]:
         predictor = self.loader.predictor
         flat = [record for request in requests for record in request]
-        probabilities = predictor.predict(flat).tolist()
-        answers, start = [], 0
+        answers, scores = predictor.answer(flat)
+        found, start = [], 0
         for request in requests:
-            answers.append(probabilities[start : start + len(request)])
-            start += len(request)
-        return answers
+            end = start + len(request)
+            found.append((answers[start:end], scores[start:end]))
+            start = end
+        return found
 
     def status(self) -> dict[str, Any]:
         return {**self.loader.status(), "ref": self.ref, "faults": self.faults.model_dump()}

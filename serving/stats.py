@@ -33,14 +33,25 @@ class VersionStats:
     latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_MS) + 1))
     probability_counts: list[int] = field(default_factory=lambda: [0] * PROBABILITY_BINS)
 
-    def observe(self, latency_ms: float, *, error: bool = False, probabilities=()) -> None:
+    def observe(
+        self, latency_ms: float, *, error: bool = False, probabilities=(), edges: list[float] | None = None
+    ) -> None:
+        """Count one request and its scores (``probabilities``: P(positive) of a binary classifier, in
+        ten equal bins; with ``edges``, any score binned by those inner edges — class indexes, values)."""
         self.requests += 1
         self.errors += int(error)
         self.latency_counts[bisect.bisect_left(LATENCY_BOUNDS_MS, latency_ms)] += 1
+        if edges is not None and len(self.probability_counts) != len(edges) + 1 and not any(
+            self.probability_counts
+        ):
+            self.probability_counts = [0] * (len(edges) + 1)
         for probability in probabilities:
             self.records += 1
-            index = min(int(probability * PROBABILITY_BINS), PROBABILITY_BINS - 1)
-            self.probability_counts[max(index, 0)] += 1
+            if edges is None:
+                index = max(min(int(probability * PROBABILITY_BINS), PROBABILITY_BINS - 1), 0)
+            else:
+                index = bisect.bisect_right(edges, probability)
+            self.probability_counts[min(index, len(self.probability_counts) - 1)] += 1
 
     def merge(self, other: VersionStats) -> None:
         self.requests += other.requests

@@ -9,10 +9,13 @@
 ``flows.cli.settings``      ``version``, ``settings``
 ``flows.cli.lakefs``        ``lakefs serve``
 ``flows.cli.demo``          ``demo``
-``flows.cli.data``          ``datasets``, ``generate``, ``ingest``, ``labels``
-``flows.cli.models``        ``train``, ``models list``, ``models show``
+``flows.cli.init``          ``init`` (scaffold a dataset package from a data file)
+``flows.cli.data``          ``datasets``, ``generate``, ``ingest``, ``labels``, ``data log``,
+                            ``data show``, ``data diff``
+``flows.cli.models``        ``train``, ``models list``, ``models show``, ``models alias``
 ``flows.cli.serving``       ``serve``, ``deploy``, ``predict``
 ``flows.cli.loop``          ``monitor``, ``retrain``
+``flows.cli.reports``       ``report show``, ``report download``
 ``flows.cli.automation``    ``relay``, ``worker``
 ``flows.cli.stack``         ``up``, ``down``, ``status``
 ==========================  =====================================================================
@@ -26,7 +29,7 @@ from __future__ import annotations
 # Registration order is the order of the help's panels: start here, then the loop's stages in order.
 # isort: off
 from flows.cli import demo, stack  # noqa: F401
-from flows.cli import data, models, serving, loop, automation  # noqa: F401
+from flows.cli import init, data, models, serving, loop, reports, automation  # noqa: F401
 from flows.cli import settings, lakefs  # noqa: F401
 
 # isort: on

@@ -1,4 +1,5 @@
-"""Data commands: ``datasets``, ``generate``, ``ingest`` (the contract gate) and ``labels`` (outcomes)."""
+"""Data commands: ``datasets``, ``generate``, ``ingest`` (the contract gate), ``labels`` (outcomes), and
+``data log`` / ``data show`` / ``data diff`` (a dataset's versions in lakeFS, without client code)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,22 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
+from flows.cli import output
 from flows.cli.app import app, console, fail
 from flows.cli.context import lakefs_connection, publisher
 from flows.cli.options import DataDir
+
+data_app = typer.Typer(
+    help="A dataset's versions in lakeFS: its commits, its objects at a ref, what changed between refs.",
+    no_args_is_help=True,
+)
+app.add_typer(data_app, name="data", rich_help_panel="Data")
+
+DatasetName = Annotated[str, typer.Argument(help="Declared dataset (see `lockgate datasets`).")]
+Ref = Annotated[str, typer.Option("--ref", help="Branch, tag, commit ID, or an expression such as main~1.")]
+PathPrefix = Annotated[
+    str, typer.Option("--path", help="Only objects whose path starts with this (e.g. data/).")
+]
 
 
 class FileFormat(enum.StrEnum):
@@ -52,7 +66,10 @@ def generate(
         ),
     ],
     dataset: Annotated[
-        str, typer.Option(help="'loans' (generated, any size) or 'breast-cancer' (scikit-learn's data).")
+        str,
+        typer.Option(
+            help="'loans' (generated, any size), or real data: 'breast-cancer', 'penguins' or 'diabetes'."
+        ),
     ] = "loans",
     rows: Annotated[int, typer.Option(min=0, help="Loan applications to generate.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed: the same options give the same rows.")] = 0,
@@ -73,12 +90,12 @@ def generate(
     file_format: Annotated[FileFormat, typer.Option("--format", help="File format.")] = FileFormat.parquet,
 ) -> None:
     """Write a batch of a dataset to a local file or S3: loan applications (Agrawal et al. 1993
-    schema) with knobs for drift and defects, or scikit-learn's breast-cancer data."""
+    schema) with knobs for drift and defects, or a real data set (breast-cancer, penguins, diabetes)."""
     from infra.clients import make_s3_client
     from infra.errors import LockgateError
     from infra.settings import S3Settings
     from tasks.generate import GeneratorConfig, write_batch
-    from tasks.sample_data import write_breast_cancer
+    from tasks.sample_data import SAMPLE_DATASETS, write_sample_data
 
     s3_client = make_s3_client(S3Settings()) if destination.startswith("s3://") else None
     if destination.endswith("/") or Path(destination).is_dir():
@@ -91,8 +108,8 @@ def generate(
         destination = destination.rstrip("/") + "/" + name
     try:
         with console.status(f"Writing {destination} ..."):
-            if dataset == "breast-cancer":
-                write_breast_cancer(destination, file_format=file_format.value, s3_client=s3_client)
+            if dataset in SAMPLE_DATASETS:
+                write_sample_data(dataset, destination, file_format=file_format.value, s3_client=s3_client)
             elif dataset == "loans":
                 config = GeneratorConfig(
                     rows=rows,
@@ -105,7 +122,8 @@ def generate(
                 )
                 write_batch(config, destination, file_format=file_format.value, s3_client=s3_client)
             else:
-                fail(f"no generator for dataset {dataset!r}: use 'loans' or 'breast-cancer'", code=2)
+                known = ", ".join(repr(name) for name in ("loans", *SAMPLE_DATASETS))
+                fail(f"no generator for dataset {dataset!r}: use one of {known}", code=2)
     except LockgateError as error:
         fail(str(error), code=2)
     console.print(f"[green]wrote[/] {destination}")
@@ -186,3 +204,69 @@ def labels(
     with lakefs_connection(data_dir) as connection:
         batch = ingest_labels(frame, client=connection.client, repository=repository, source=path.name)
     console.print(f"stored {batch.rows} label(s) at {batch.location}", highlight=False)
+
+
+@data_app.command("log")
+def data_log(
+    dataset: DatasetName,
+    ref: Ref = "main",
+    amount: Annotated[int, typer.Option("--amount", min=1, max=10_000, help="Most commits to show.")] = 20,
+    data_dir: DataDir = None,
+    as_json: output.AsJson = False,
+) -> None:
+    """Commits of the dataset's lakeFS repository reachable from --ref, newest first: ID, date,
+    committer, message and the metadata ingestion records (run, rows, contract report)."""
+    from tasks import versioning
+    from tasks.datasets import get_dataset
+
+    repository = get_dataset(dataset).repository
+    with lakefs_connection(data_dir, quiet=as_json) as connection:
+        log = versioning.log_commits(repository, ref=ref, client=connection.client, limit=amount)
+    output.commits(repository, ref, log, as_json=as_json)
+
+
+@data_app.command("show")
+def data_show(
+    dataset: DatasetName,
+    ref: Ref = "main",
+    path: PathPrefix = "",
+    rows: Annotated[
+        bool,
+        typer.Option("--rows/--no-rows", help="Count each Parquet object's rows from its footer."),
+    ] = True,
+    data_dir: DataDir = None,
+    as_json: output.AsJson = False,
+) -> None:
+    """The objects of the dataset at --ref (path, size, checksum, Parquet rows) and a summary; all read
+    at the one commit --ref points at. Batches are under data/, contract reports under _lockgate/."""
+    from tasks import versioning
+    from tasks.datasets import get_dataset
+
+    repository = get_dataset(dataset).repository
+    with lakefs_connection(data_dir, quiet=as_json) as connection:
+        contents = versioning.ref_contents(
+            repository, ref=ref, prefix=path, count_rows=rows, client=connection.client
+        )
+    output.ref_contents(contents, as_json=as_json)
+
+
+@data_app.command("diff")
+def data_diff(
+    dataset: DatasetName,
+    left: Annotated[str, typer.Argument(help="The ref compared from (e.g. main~1, a tag, a commit ID).")],
+    right: Annotated[str, typer.Argument(help="The ref compared to (e.g. main, an ingest branch).")],
+    path: PathPrefix = "",
+    data_dir: DataDir = None,
+    as_json: output.AsJson = False,
+) -> None:
+    """Objects added, removed or changed from LEFT to RIGHT in the dataset's repository (the two refs'
+    contents compared directly)."""
+    from tasks import versioning
+    from tasks.datasets import get_dataset
+
+    repository = get_dataset(dataset).repository
+    with lakefs_connection(data_dir, quiet=as_json) as connection:
+        found = versioning.diff_refs(
+            repository, left_ref=left, right_ref=right, prefix=path, two_dot=False, client=connection.client
+        )
+    output.changes(repository, left, right, found, as_json=as_json)

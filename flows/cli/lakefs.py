@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.app import lakefs_app
+from flows.cli.app import console, lakefs_app
 from flows.cli.options import settings_with
 
 
@@ -102,8 +102,10 @@ def serve_lakefs(
     """Run the embedded lakeFS-API server in the foreground until Ctrl+C.
 
     Options override LOCKGATE_EMBEDDED_LAKEFS_* environment variables. Point any lakeFS client
-    (the lakefs SDK, lakectl) at http://HOST:PORT/api/v1.
+    (the lakefs SDK, lakectl) at the endpoint the first line prints: http://HOST:PORT/api/v1, with
+    the port picked when --port is 0.
     """
+    from infra.processes import free_port
     from infra.settings import EmbeddedLakeFSSettings
 
     settings = settings_with(
@@ -119,6 +121,24 @@ def serve_lakefs(
         s3_endpoint_url=s3_endpoint_url,
         presign=presign,
     )
+    if settings.port == 0:
+        # Picked here rather than by the listening socket, so the line below can name it before the
+        # server blocks; taken meanwhile by another process, the server stops with "address in use".
+        settings = settings.model_copy(update={"port": free_port(settings.host)})
+    from infra.lakefs_server.launcher import CREDENTIALS_FILE
     from infra.lakefs_server.server import run_server
 
+    credentials = (
+        "the given key pair"
+        if settings.access_key_id
+        else f"{settings.data_dir / CREDENTIALS_FILE} (generated on first start, owner-only)"
+    )
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host  # an IPv6 address
+    # One unwrapped line, so a script can read the endpoint from it.
+    console.print(
+        f"Embedded lakeFS-API server on http://{host}:{settings.port}/api/v1 "
+        f"(data in {settings.data_dir}; credentials: {credentials}). Press Ctrl+C to stop.",
+        highlight=False,
+        soft_wrap=True,
+    )
     run_server(settings)

@@ -1,4 +1,5 @@
-"""Model commands: ``train`` (DDP on Dask, registered with lineage), ``models list`` and ``models show``."""
+"""Model commands: ``train`` (DDP on Dask, registered with lineage), ``models list``, ``models show`` and
+``models alias`` (move champion / challenger to a verified version)."""
 
 from __future__ import annotations
 
@@ -98,3 +99,34 @@ def show_registered_model(
 
     with lakefs_connection(data_dir) as connection:
         output.lineage(show_model(model_name, ref, client=connection.client))
+
+
+@models_app.command("alias")
+def move_alias(
+    model_name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[
+        str, typer.Argument(help="Version to point at (v3), 'latest', or the other alias (promotes it).")
+    ],
+    alias: Annotated[str, typer.Argument(help="Alias to move: champion or challenger.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Move ALIAS of a model to VERSION, after checking that version's weights and artifacts against
+    the SHA-256s in its card; an unknown version, or one that fails the check, leaves the alias where it
+    was. It moves the alias only: no rollout runs (`lockgate deploy` does that)."""
+    from infra.errors import ModelIntegrityError, ModelNotFoundError
+    from tasks.registry import get_alias, set_alias
+
+    with lakefs_connection(data_dir) as connection:
+        client = connection.client
+        try:
+            before = get_alias(model_name, alias, client=client).version
+        except ModelNotFoundError:
+            before = "unset"  # or the model is unknown: set_alias says so, listing what exists
+        except ModelIntegrityError:
+            before = "no registered version"  # moved outside the registry; this repairs it
+        moved = set_alias(model_name, alias, version, client=client)
+    console.print(
+        f"[green]{model_name} {alias}[/] -> {moved.version} (commit {moved.commit_id[:12]}; was "
+        f"{before}); weights and artifacts verified against their SHA-256",
+        highlight=False,
+    )

@@ -39,6 +39,7 @@ def detect_drift(
     categorical: Sequence[str],
     prediction: str | None = None,
     config: DriftConfig | None = None,
+    prediction_categorical: bool = False,
 ) -> DriftReport:
     """Test whether ``current`` comes from the same distribution as ``reference``.
 
@@ -47,8 +48,10 @@ def detect_drift(
         current: The batch to check (e.g. the last day's requests), with every named column.
         numeric: Numeric feature columns (KS test, PSI on reference quantiles, MMD, outliers).
         categorical: Categorical feature columns (chi-squared test, PSI on categories).
-        prediction: Column of predicted probabilities to test like a numeric feature; optional.
+        prediction: Column of prediction scores (probabilities, values) to test like a numeric feature;
+            optional.
         config: Test settings; ``DriftConfig()`` when None.
+        prediction_categorical: Test ``prediction`` like a categorical feature (predicted classes).
 
     Returns:
         The report. An empty ``current`` gives status ``no data``; fewer than ``min_samples``
@@ -64,7 +67,8 @@ def detect_drift(
     _check_columns(reference, current, numeric, categorical, prediction)
     if len(reference) == 0:
         raise DriftError("the reference frame is empty; drift needs a reference batch")
-    numeric_columns = [*numeric, *([prediction] if prediction is not None else [])]
+    numeric_prediction = prediction is not None and not prediction_categorical
+    numeric_columns = [*numeric, *([prediction] if numeric_prediction else [])]
     ref_numeric = {name: _numeric_values(reference, name, "reference") for name in numeric_columns}
     if len(current) == 0:
         return _empty_report(reference, numeric, categorical, prediction, config)
@@ -79,6 +83,8 @@ def detect_drift(
         raw.append(_numeric_test(name, ref_numeric[name], cur_numeric[name], config))
     for name in categorical:
         raw.append(_categorical_test(name, reference[name], current[name], config))
+    if prediction is not None and prediction_categorical:
+        raw.append(_categorical_test(prediction, reference[prediction], current[prediction], config))
     mmd = _multivariate(reference, current, numeric, config) if numeric else None
 
     # One family: every feature test, the prediction test and MMD, corrected together.
@@ -93,8 +99,13 @@ def detect_drift(
     if mmd is not None:
         multivariate = _finish_mmd(mmd, next(adjusted) if mmd["p_value"] is not None else None, config)
 
-    features = tests[: len(numeric)] + tests[len(numeric_columns) :]
-    prediction_test = tests[len(numeric)] if prediction is not None else None
+    if numeric_prediction:
+        features = tests[: len(numeric)] + tests[len(numeric_columns) :]
+        prediction_test = tests[len(numeric)]
+    elif prediction is not None:
+        features, prediction_test = tests[:-1], tests[-1]
+    else:
+        features, prediction_test = tests, None
     outliers = _outliers(reference, current, numeric, config) if numeric else None
     parts: list[Any] = [*tests, multivariate, outliers]
     statuses = {part.status for part in parts if part is not None}

@@ -30,10 +30,31 @@ from tasks.evaluation.metrics import (
     compare_to_champion,
     evaluate_predictions,
     evaluate_slices,
+    metric_value,
 )
-from tasks.evaluation.plots import plot_calibration, plot_roc, plot_slices, plot_training_curves
+from tasks.evaluation.tasks import (
+    MULTICLASS_COMPARABLE,
+    REGRESSION_COMPARABLE,
+    evaluate_multiclass,
+    evaluate_regression,
+)
+from tasks.evaluation.plots import (
+    plot_calibration,
+    plot_confusion,
+    plot_regression,
+    plot_roc,
+    plot_slices,
+    plot_training_curves,
+)
 
 __all__ = [
+    "MULTICLASS_COMPARABLE",
+    "REGRESSION_COMPARABLE",
+    "evaluate_multiclass",
+    "evaluate_regression",
+    "metric_value",
+    "plot_confusion",
+    "plot_regression",
     "AGE_BAND_EDGES",
     "COMPARABLE_METRICS",
     "Decision",

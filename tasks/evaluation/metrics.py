@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from infra.errors import EvaluationError
 
@@ -20,6 +20,7 @@ AGE_BAND_EDGES = (20, 30, 40, 50, 60, 70, 80)
 # Metrics a champion comparison may use, and whether a larger value is better.
 COMPARABLE_METRICS: dict[str, bool] = {
     "roc_auc": True,
+    "pr_auc": True,
     "accuracy": True,
     "log_loss": False,
     "brier_score": False,
@@ -54,6 +55,8 @@ class Metrics:
         threshold: Decision threshold used for accuracy and positive rate.
         bins: Number of calibration bins.
         notes: Why a metric is missing, in words.
+        pr_auc: Area under the precision-recall curve (average precision); None with one class.
+        base_log_loss: Log loss of always answering the base rate (what "better than chance" beats).
     """
 
     count: int
@@ -67,6 +70,8 @@ class Metrics:
     threshold: float
     bins: int
     notes: tuple[str, ...] = field(default=())
+    pr_auc: float | None = None
+    base_log_loss: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (``notes`` as a list), e.g. for the model card."""
@@ -78,7 +83,7 @@ class Metrics:
     def from_dict(cls, values: Mapping[str, Any]) -> Metrics:
         """Rebuild metrics written by ``to_dict`` (e.g. a champion's model card); unknown keys are ignored."""
         names = {item.name for item in fields(cls)}
-        missing = sorted(names - set(values) - {"notes"})
+        missing = sorted(names - set(values) - {"notes", "pr_auc", "base_log_loss"})
         if missing:
             raise EvaluationError(f"metrics mapping lacks {missing}; expected the keys of Metrics.to_dict()")
         kept = {name: values[name] for name in names if name in values}
@@ -116,11 +121,14 @@ def evaluate_predictions(
     _check_threshold_and_bins(threshold, bins)
     notes: list[str] = []
     present = np.unique(labels)
+    pr_auc: float | None = None
     if present.size == 2:
         roc_auc: float | None = float(roc_auc_score(labels, probabilities))
+        pr_auc = float(average_precision_score(labels, probabilities))
     else:
         roc_auc = None
         notes.append(f"roc_auc undefined: only label {int(present[0])} is present in y_true")
+    base_rate = float(np.mean(labels))
     probability_of_truth = np.where(labels == 1.0, probabilities, 1.0 - probabilities)
     predicted = probabilities >= threshold
     return Metrics(
@@ -131,11 +139,19 @@ def evaluate_predictions(
         expected_calibration_error=_expected_calibration_error(labels, probabilities, bins),
         brier_score=float(np.mean((probabilities - labels) ** 2)),
         positive_rate=float(np.mean(predicted)),
-        base_rate=float(np.mean(labels)),
+        base_rate=base_rate,
         threshold=float(threshold),
         bins=int(bins),
         notes=tuple(notes),
+        pr_auc=pr_auc,
+        base_log_loss=_base_log_loss(labels, base_rate),
     )
+
+
+def _base_log_loss(labels: np.ndarray, base_rate: float) -> float:
+    """Log loss of answering ``base_rate`` for every row."""
+    rate = min(max(base_rate, PROBABILITY_CLIP), 1.0 - PROBABILITY_CLIP)
+    return float(-np.mean(np.where(labels == 1.0, math.log(rate), math.log(1.0 - rate))))
 
 
 def age_bands(age: pd.Series) -> pd.Series:
@@ -222,7 +238,12 @@ def evaluate_slices(
 
 
 def compare_to_champion(
-    challenger: Metrics, champion: Metrics | None, *, margin: float, metric: str = "roc_auc"
+    challenger: Metrics | Mapping[str, Any],
+    champion: Metrics | Mapping[str, Any] | None,
+    *,
+    margin: float,
+    metric: str = "roc_auc",
+    comparable: Mapping[str, bool] = COMPARABLE_METRICS,
 ) -> Decision:
     """Decide whether a challenger beats the champion by more than ``margin`` on ``metric``.
 
@@ -231,7 +252,9 @@ def compare_to_champion(
         champion: Metrics of the current champion, on the same holdout; None when there is none.
         margin: Required improvement (>= 0), in the metric's units; the direction follows the metric
             (higher ROC AUC and accuracy, lower log loss, Brier score and calibration error).
-        metric: One of ``COMPARABLE_METRICS``.
+        metric: One of ``comparable``.
+        comparable: The metrics of the task that may be compared, and whether larger is better
+            (``COMPARABLE_METRICS`` for binary classifiers; ``Problem.comparable_metrics``).
 
     Returns:
         ``Decision(better=True, ...)`` when there is no champion, the champion's metric is undefined,
@@ -240,26 +263,35 @@ def compare_to_champion(
     Raises:
         EvaluationError: Unknown metric, or a negative or non-finite margin.
     """
-    if metric not in COMPARABLE_METRICS:
-        raise EvaluationError(f"cannot compare on {metric!r}; choose one of {sorted(COMPARABLE_METRICS)}")
+    if metric not in comparable:
+        raise EvaluationError(f"cannot compare on {metric!r}; choose one of {sorted(comparable)}")
     if not math.isfinite(margin) or margin < 0:
         raise EvaluationError(f"margin must be a finite number >= 0, got {margin}")
-    new = getattr(challenger, metric)
+    new = metric_value(challenger, metric)
     if new is None:
-        return Decision(False, f"challenger has no {metric} ({'; '.join(challenger.notes) or 'undefined'})")
+        notes = challenger.notes if isinstance(challenger, Metrics) else challenger.get("notes", ())
+        return Decision(False, f"challenger has no {metric} ({'; '.join(notes) or 'undefined'})")
     if champion is None:
         return Decision(True, f"no champion yet; challenger {metric}={new:.6f}")
-    old = getattr(champion, metric)
+    old = metric_value(champion, metric)
     if old is None:
         return Decision(True, f"champion has no {metric}; challenger {metric}={new:.6f}")
-    improvement = new - old if COMPARABLE_METRICS[metric] else old - new
-    direction = "higher" if COMPARABLE_METRICS[metric] else "lower"
+    improvement = new - old if comparable[metric] else old - new
+    direction = "higher" if comparable[metric] else "lower"
     verdict = "exceeds" if improvement > margin else "does not exceed"
     reason = (
         f"{metric}: challenger {new:.6f} vs champion {old:.6f} ({direction} is better); "
         f"improvement {improvement:+.6f} {verdict} margin {margin:.6f}"
     )
     return Decision(improvement > margin, reason)
+
+
+def metric_value(metrics: Metrics | Mapping[str, Any] | None, name: str) -> float | None:
+    """One metric of binary ``Metrics`` or of a task's metrics mapping (None when absent)."""
+    if metrics is None:
+        return None
+    value = getattr(metrics, name, None) if isinstance(metrics, Metrics) else metrics.get(name)
+    return None if value is None else float(value)
 
 
 def _checked_arrays(y_true: Any, y_prob: Any) -> tuple[np.ndarray, np.ndarray]:

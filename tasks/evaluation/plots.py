@@ -147,7 +147,7 @@ def plot_slices(slice_table: pd.DataFrame, path: str | Path, *, metric: str = "r
     Raises:
         EvaluationError: Unknown metric, or a table without the columns ``evaluate_slices`` writes.
     """
-    if metric not in SLICE_METRICS:
+    if metric not in slice_table.columns and metric not in SLICE_METRICS:
         raise EvaluationError(f"cannot plot {metric!r}; choose one of {list(SLICE_METRICS)}")
     missing = [column for column in ("slice", "group", "status", metric) if column not in slice_table.columns]
     if missing:
@@ -170,6 +170,44 @@ def plot_slices(slice_table: pd.DataFrame, path: str | Path, *, metric: str = "r
         axes.legend(loc="lower right")
     axes.set_yticks(positions, names)
     axes.set(xlabel=metric, title=f"{metric} per slice")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_confusion(
+    y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[Any], path: str | Path
+) -> Path:
+    """Plot a multiclass confusion matrix (rows: true class, columns: predicted; row-normalised) to a PNG."""
+    k = len(classes)
+    matrix = np.zeros((k, k), dtype=np.float64)
+    np.add.at(matrix, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    figure = Figure(figsize=(1.5 + 0.7 * k, 1.2 + 0.6 * k))
+    axes = figure.subplots()
+    axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            axes.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center")
+    labels = [str(c) for c in classes]
+    axes.set_xticks(range(k), labels, rotation=45, ha="right")
+    axes.set_yticks(range(k), labels)
+    axes.set(xlabel="predicted", ylabel="true", title="Confusion matrix (holdout)")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_regression(y_true: np.ndarray, y_pred: np.ndarray, path: str | Path) -> Path:
+    """Plot predicted against observed values and the residuals' histogram to a PNG."""
+    truth, predicted = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    figure = Figure(figsize=(9, 3.5))
+    scatter, residuals = figure.subplots(1, 2)
+    scatter.scatter(truth, predicted, s=8, alpha=0.6)
+    low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
+    scatter.plot([low, high], [low, high], color="black", linestyle="--", label="perfect")
+    scatter.set(xlabel="observed", ylabel="predicted", title="Predicted vs observed (holdout)")
+    scatter.legend()
+    residuals.hist(predicted - truth, bins=30, color="tab:blue")
+    residuals.set(xlabel="predicted - observed", ylabel="rows", title="Residuals")
     figure.tight_layout()
     return _save(figure, path)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from contracts.inference_log import PREDICTION_COLUMN, answered_rows
+from contracts.inference_log import PROBABILITY_COLUMN, answered_rows
 from tasks.evaluation import evaluate_predictions
 
 
@@ -30,7 +30,7 @@ def label_quality(
         result["status"] = "no labels"
         return result
     answered = answered_rows(logged, model_name)
-    keyed = answered[["request_id", "record_index", "model_version", PREDICTION_COLUMN]]
+    keyed = answered[["request_id", "record_index", "model_version", PROBABILITY_COLUMN]]
     joined = labels.merge(keyed, on=["request_id", "record_index"], how="inner")
     result["matched"] = int(len(joined))
     result["unmatched"] = int(len(labels) - len(joined))
@@ -41,7 +41,7 @@ def label_quality(
             entry["status"] = "insufficient data"
         else:
             metrics = evaluate_predictions(
-                group["outcome"].to_numpy(), group[PREDICTION_COLUMN].to_numpy(dtype="float64")
+                group["outcome"].to_numpy(), group[PROBABILITY_COLUMN].to_numpy(dtype="float64")
             )
             entry.update(
                 {k: v for k, v in metrics.to_dict().items() if k in ("roc_auc", "accuracy", "brier_score")}

@@ -8,13 +8,20 @@ import html
 import io
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from contracts.inference_log import PREDICTION_COLUMN
-from infra.errors import ObjectNotFoundError, RefNotFoundError, RepositoryNotFoundError
+from infra.errors import (
+    DataFormatError,
+    InvalidInputError,
+    ObjectNotFoundError,
+    RefNotFoundError,
+    RepositoryNotFoundError,
+)
 from infra.naming import MONITORING_REPOSITORY
 from tasks import versioning
 from tasks.drift import DriftReport, FeatureDrift
@@ -22,8 +29,12 @@ from tasks.drift import DriftReport, FeatureDrift
 if TYPE_CHECKING:
     import lakefs
 
+    from tasks.monitoring.run import MonitorSummary
+
 REPORTS_PREFIX = "reports/"
 STATE_PREFIX = "state/"
+REPORT_FILE = "report.html"
+SUMMARY_FILE = "summary.json"
 _PLOT_SAMPLE = 20_000
 _PNG_METADATA = {"Software": None}
 
@@ -209,7 +220,7 @@ def publish_report(
     move the model's cursor, in one commit on ``main``; return the paths and the commit ID."""
     versioning.ensure_default_repository(repository, client=client)
     folder = f"{REPORTS_PREFIX}{model_name}/{run_name}/"
-    paths = {"report": f"{folder}report.html", "summary": f"{folder}summary.json"}
+    paths = {"report": f"{folder}{REPORT_FILE}", "summary": f"{folder}{SUMMARY_FILE}"}
     files = {
         paths["report"]: (report_html, "text/html"),
         paths["summary"]: (json.dumps(summary, indent=2, default=str), "application/json"),
@@ -254,6 +265,132 @@ def read_cursor(
         )
     except (RepositoryNotFoundError, RefNotFoundError, ObjectNotFoundError):
         return None
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    """One published monitor report: ``reports/<model>/<run>/`` at a commit of the monitoring repository.
+
+    Attributes:
+        repository: The monitoring repository.
+        commit: The commit the report is read at (pinned, so the paths below never change).
+        model: The monitored model.
+        run: The run's name (``report_run_name``: its UTC time first, so names sort by time).
+    """
+
+    repository: str
+    commit: str
+    model: str
+    run: str
+
+    @property
+    def folder(self) -> str:
+        return f"{REPORTS_PREFIX}{self.model}/{self.run}/"
+
+    @property
+    def report_path(self) -> str:
+        return f"{self.folder}{REPORT_FILE}"
+
+    @property
+    def summary_path(self) -> str:
+        return f"{self.folder}{SUMMARY_FILE}"
+
+    @property
+    def uri(self) -> str:
+        """Where the HTML report is, as ``lockgate monitor`` prints it."""
+        return versioning.object_uri(self.repository, self.commit, self.report_path)
+
+
+def list_reports(
+    client: lakefs.Client, model_name: str, *, ref: str = "main", repository: str = MONITORING_REPOSITORY
+) -> list[StoredReport]:
+    """Every published report of ``model_name`` at ``ref``, oldest first; none before the first run.
+
+    Args:
+        client: The lakeFS client to use.
+        model_name: The monitored model.
+        ref: Where to look (pinned to its commit first).
+        repository: The monitoring repository.
+    """
+    try:
+        commit = versioning.resolve_ref(repository, ref, client=client)
+    except (RepositoryNotFoundError, RefNotFoundError):
+        return []
+    folder = f"{REPORTS_PREFIX}{model_name}/"
+    paths = versioning.list_objects(
+        repository, ref=commit, prefix=folder, suffix=f"/{SUMMARY_FILE}", client=client
+    )
+    runs = {path.removeprefix(folder).split("/")[0] for path in paths}
+    return [StoredReport(repository, commit, model_name, run) for run in sorted(runs)]
+
+
+def latest_report(
+    client: lakefs.Client, model_name: str, *, repository: str = MONITORING_REPOSITORY
+) -> StoredReport:
+    """The newest published report of ``model_name`` on ``main``.
+
+    Raises:
+        ObjectNotFoundError: no monitor run of ``model_name`` published a report yet.
+    """
+    reports = list_reports(client, model_name, repository=repository)
+    if not reports:
+        raise ObjectNotFoundError(
+            f"no monitor report of model {model_name!r} in "
+            f"{versioning.object_uri(repository, 'main', f'{REPORTS_PREFIX}{model_name}/')}: run "
+            f"`lockgate monitor --model-name {model_name}` first (a pass with no new traffic publishes none)"
+        )
+    return reports[-1]
+
+
+def report_at(client: lakefs.Client, *, repository: str, ref: str, path: str) -> StoredReport:
+    """The report whose folder ``path`` is in (``report.html``, ``summary.json`` or the folder itself),
+    pinned to the commit ``ref`` points at.
+
+    Raises:
+        InvalidInputError: ``path`` is not inside a report folder ``reports/<model>/<run>/``.
+        ObjectNotFoundError: no report is stored there.
+        RefNotFoundError / RepositoryNotFoundError: as ``resolve_ref``.
+    """
+    model, _, rest = path.removeprefix(REPORTS_PREFIX).partition("/")
+    run = rest.split("/")[0]
+    if not path.startswith(REPORTS_PREFIX) or not model or not run:
+        raise InvalidInputError(
+            f"{path!r} is not in a monitor report's folder: that looks like "
+            f"{REPORTS_PREFIX}<model>/<run>/{REPORT_FILE}"
+        )
+    report = StoredReport(repository, versioning.resolve_ref(repository, ref, client=client), model, run)
+    if not versioning.object_exists(repository, ref=report.commit, path=report.summary_path, client=client):
+        raise ObjectNotFoundError(
+            f"no monitor report at {versioning.object_uri(repository, ref, report.folder)}: "
+            f"`lockgate report show --model {model}` finds the latest"
+        )
+    return report
+
+
+def read_report_summary(client: lakefs.Client, report: StoredReport) -> MonitorSummary:
+    """The run's summary as ``summary.json`` stores it, with ``report`` set to where the HTML is.
+
+    Raises:
+        DataFormatError: ``summary.json`` is not a monitor summary.
+    """
+    from tasks.monitoring.run import MonitorSummary  # run imports this module
+
+    payload = versioning.read_object(
+        report.repository, ref=report.commit, path=report.summary_path, client=client
+    )
+    try:
+        stored = json.loads(payload)
+    except ValueError as error:
+        raise DataFormatError(f"{report.summary_path} is not JSON ({error})") from error
+    if not isinstance(stored, dict) or not {"model", "status"} <= stored.keys():
+        raise DataFormatError(f"{report.summary_path} is not a monitor summary (no model and status)")
+    known = {field.name for field in fields(MonitorSummary)}
+    values = {
+        key: tuple(value) if isinstance(value, list) else value
+        for key, value in stored.items()
+        if key in known
+    }
+    return MonitorSummary(**{**values, "report": report.uri})
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:

@@ -210,6 +210,7 @@ def run_monitor(
             categorical=categorical,
             prediction=PREDICTION_COLUMN,
             config=parameters.drift,
+            prediction_categorical=_task_of(card) == "multiclass",
         )
         if reference is not None
         else None
@@ -424,7 +425,14 @@ def _reference(
     except ModelNotFoundError as error:
         log.warning("drift not tested: %s", error)
         return None, f"drift not tested: {error} (retrain to store one)"
-    return pd.read_parquet(io.BytesIO(payload)), ""
+    reference = pd.read_parquet(io.BytesIO(payload))
+    if PREDICTION_COLUMN not in reference and "probability" in reference:  # stored before scores
+        reference[PREDICTION_COLUMN] = reference["probability"]
+    return reference, ""
+
+
+def _task_of(card: registry.ModelCard) -> str:
+    return (card.feature_spec.get("problem") or {}).get("task", "binary")
 
 
 def _quality(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -24,9 +25,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from infra.clients import lakefs_settings_of
-from infra.errors import TrainingError
+from infra.errors import InvalidInputError, TrainingError
 from tasks.datasets import DatasetSpec
-from tasks.models import FeatureSpec, build_model, predict_proba
+from tasks.models import build_model, factory_loss, model_options, predict_logits
+from tasks.preprocessing import Preprocessor, column_statistics, fit_preprocessor, merge_statistics
+from tasks.problems import Problem, fit_problem
 from tasks.training.checkpoints import (
     load_checkpoint,
     prepare_checkpoint_branch,
@@ -42,24 +45,47 @@ if TYPE_CHECKING:
 
 
 class TrainingConfig(BaseModel):
-    """How to train; every field has a default so the Prefect UI form starts valid."""
+    """How to train; every field has a default so the Prefect UI form starts valid.
 
-    model: str = Field("mlp", description="Model factory name (tasks.models.MODEL_FACTORIES).")
+    Left empty, ``epochs`` and ``batch_size`` adapt to the data: batches of about 1/32 of a rank's
+    rows (16 to 1024), and enough epochs for ``target_steps`` optimizer steps (10 to 500), ended early
+    when the validation loss stops improving for ``patience`` epochs.
+    """
+
+    model: str = Field("mlp", description="Model factory (built in: mlp; more under the lockgate.models entry point).")
     hidden: list[int] = Field([64, 32], description="Hidden layer widths of the MLP.")
-    epochs: int = Field(8, ge=1, le=1000, description="Maximum number of epochs.")
-    batch_size: int = Field(
-        1024, ge=8, le=1_000_000, description="Rows per step on each rank (larger amortises the all-reduce)."
+    model_options: dict[str, Any] = Field(
+        default_factory=dict, description="Options passed to the model factory (besides the MLP's hidden)."
+    )
+    epochs: int | None = Field(None, ge=1, le=1000, description="Maximum epochs (empty: adapt to the data).")
+    batch_size: int | None = Field(
+        None, ge=8, le=1_000_000, description="Rows per step on each rank (empty: adapt to the data)."
+    )
+    target_steps: int = Field(
+        2000, ge=1, le=1_000_000, description="Optimizer steps the adaptive epoch count aims for."
     )
     learning_rate: float = Field(3e-3, gt=0, le=10, description="Adam learning rate.")
     seed: int = Field(
         0, description="Seed of initialisation and shuffling: same seed, same data, same weights."
     )
     patience: int | None = Field(
-        3, ge=1, description="Early stopping: epochs without validation improvement."
+        8, ge=1, description="Early stopping: epochs without validation improvement."
     )
     workers: int | None = Field(None, ge=1, description="Ranks to use (default: every Dask worker).")
     process_group_timeout_s: int = Field(120, ge=5, description="Give up on a silent peer after this long.")
     threads_per_rank: int = Field(1, ge=1, le=64, description="torch intra-op threads per rank.")
+    checkpoint_every_s: float = Field(
+        5.0, ge=0, description="Rank 0 checkpoints at most this often (and after the last epoch)."
+    )
+
+
+def plan_steps(config: TrainingConfig, rows: int, world: int) -> tuple[int, int]:
+    """``(batch_size, epochs)``: the configured ones, or chosen from the training rows per rank."""
+    per_rank = max(1, math.ceil(rows / max(world, 1)))
+    batch = config.batch_size or int(min(1024, max(16, 2 ** round(math.log2(max(per_rank / 32, 1))))))
+    steps_per_epoch = max(1, math.ceil(per_rank / batch))
+    epochs = config.epochs or int(min(500, max(10, math.ceil(config.target_steps / steps_per_epoch))))
+    return batch, epochs
 
 
 @dataclass
@@ -67,13 +93,16 @@ class TrainingResult:
     """What the ranks produced."""
 
     state_dict: dict[str, torch.Tensor]
-    feature_spec: FeatureSpec
+    preprocessor: Preprocessor
+    problem: Problem
     history: list[dict[str, float]]
-    holdout: pd.DataFrame  # slice columns, target, "probability"
+    holdout: pd.DataFrame  # keys, features, slice columns, target, the task's output columns
     epochs_run: int
     resumed_from_epoch: int | None
     world_size: int
     backend: str
+    optimizer_steps: int = 0
+    batch_size: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -131,32 +160,42 @@ def run_rank(
         clock = _Clock()
         frame = read_shard(data, rank=rank, world=world, client=client)
         columns = spec.feature_columns
-        missing = [c for c in (*columns, spec.target, *spec.key_columns) if c not in frame.columns]
+        needed = dict.fromkeys((*columns, spec.target, *spec.key_columns, *spec.slice_columns))
+        missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise TrainingError(f"features missing from {data.repository}@{data.commit_id[:12]}: {missing}")
         bucket = split_buckets(frame, spec.key_columns) if len(frame) else np.zeros(0, dtype=np.int64)
         train = frame[bucket >= 2]
         valid = frame[bucket == VALIDATION_BUCKET]
         holdout = frame[bucket == HOLDOUT_BUCKET]
-        values = train[list(columns)].to_numpy(dtype=np.float64)
-        moments = _all_reduce([len(train), *values.sum(axis=0), *(values**2).sum(axis=0)], device)
-        count, width = moments[0], len(columns)
-        if count == 0:
+        # Every rank sees the statistics of all ranks' training rows, so all fit the same encoders.
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, column_statistics(train, spec))
+        stats = merge_statistics(gathered)
+        if stats["rows"] == 0:
             raise TrainingError(f"dataset {data.dataset!r} at {data.commit_id[:12]} has no training rows")
-        features = FeatureSpec.from_moments(
-            tuple(columns), count, np.array(moments[1 : 1 + width]), np.array(moments[1 + width :])
+        target_stats = stats["target"]
+        problem = fit_problem(
+            spec.task,
+            spec.target,
+            positive_class=spec.positive_class,
+            counts=target_stats.get("counts"),
+            moments=tuple(target_stats["moments"]) if "moments" in target_stats else None,
         )
-        x_train = torch.from_numpy(features.transform(train)).to(device)
-        y_train = torch.from_numpy(train[spec.target].to_numpy(dtype=np.float32)).to(device)
-        x_valid = torch.from_numpy(features.transform(valid)).to(device)
-        y_valid = torch.from_numpy(valid[spec.target].to_numpy(dtype=np.float32)).to(device)
+        preprocessor = fit_preprocessor(spec, stats)
+        x_train = torch.from_numpy(preprocessor.transform(train)).to(device)
+        y_train = torch.from_numpy(problem.encode_target(train[spec.target])).to(device)
+        x_valid = torch.from_numpy(preprocessor.transform(valid)).to(device)
+        y_valid = torch.from_numpy(problem.encode_target(valid[spec.target])).to(device)
+        batch_size, epochs = plan_steps(config, stats["rows"], world)
         timings["data"] += clock.lap()
 
         torch.manual_seed(config.seed)
-        model = build_model(config.model, len(columns), hidden=tuple(config.hidden)).to(device)
+        options = model_options(config.model, config.hidden, config.model_options)
+        model = build_model(config.model, preprocessor.width, problem.output_width, **options).to(device)
         ddp = DistributedDataParallel(model)
         optimizer = torch.optim.Adam(ddp.parameters(), lr=config.learning_rate)
-        loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
+        loss_fn = factory_loss(config.model, problem) or problem.loss()
         history: list[dict[str, float]] = []
         best = {"loss": math.inf, "epoch": -1, "stale": 0}
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -174,8 +213,9 @@ def run_rank(
                 f"a rank got no training rows from {data.repository}@{data.commit_id[:12]}: "
                 f"use fewer workers than {world} for this little data"
             )
-        steps = _gather_max(math.ceil(len(x_train) / config.batch_size), device)
-        for epoch in range(start_epoch, config.epochs):
+        steps = _gather_max(math.ceil(len(x_train) / batch_size), device)
+        last_saved = -math.inf
+        for epoch in range(start_epoch, epochs):
             if best["stale"] >= (config.patience or math.inf):
                 break
             ddp.train()
@@ -183,24 +223,22 @@ def run_rank(
             order = torch.randperm(len(x_train), generator=generator).to(device)
             total = 0.0
             for step in range(steps):
-                index = order[
-                    (torch.arange(config.batch_size, device=device) + step * config.batch_size) % len(order)
-                ]
+                index = order[(torch.arange(batch_size, device=device) + step * batch_size) % len(order)]
                 optimizer.zero_grad()
-                loss = loss_fn(ddp(x_train[index]).squeeze(1), y_train[index])
-                (loss / config.batch_size).backward()  # DDP averages gradients across ranks
+                loss = loss_fn(problem.loss_input(ddp(x_train[index])), y_train[index])
+                (loss / batch_size).backward()  # DDP averages gradients across ranks
                 optimizer.step()
                 total += float(loss.detach())
             timings["compute"] += clock.lap()
             ddp.eval()
             with torch.no_grad():
-                valid_loss = float(loss_fn(model(x_valid).squeeze(1), y_valid)) if len(x_valid) else 0.0
-            sums = _all_reduce([total, steps * config.batch_size, valid_loss, len(x_valid)], device)
+                valid_loss = float(loss_fn(problem.loss_input(model(x_valid)), y_valid)) if len(x_valid) else 0.0
+            sums = _all_reduce([total, steps * batch_size, valid_loss, len(x_valid)], device)
             timings["all_reduce"] += clock.lap()
             train_loss = sums[0] / max(sums[1], 1)
             valid_mean = sums[2] / max(sums[3], 1)
             if not (math.isfinite(train_loss) and math.isfinite(valid_mean)):
-                raise TrainingError(
+                raise DivergedError(
                     f"loss became NaN or infinite at epoch {epoch} (learning rate {config.learning_rate}); "
                     "lower the learning rate — nothing was registered"
                 )
@@ -210,7 +248,10 @@ def run_rank(
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 best["stale"] += 1
-            if rank == 0:
+            final = epoch == epochs - 1 or best["stale"] >= (config.patience or math.inf)
+            due = time.monotonic() - last_saved >= config.checkpoint_every_s
+            if rank == 0 and (due or final):
+                last_saved = time.monotonic()
                 save_checkpoint(
                     run_id=run_id,
                     branch=checkpoint_branch,
@@ -223,12 +264,17 @@ def run_rank(
             dist.barrier()
             timings["data"] += clock.lap()
         model.load_state_dict(best_state)
-        holdout_out = holdout[[*spec.key_columns, *columns, spec.target]].copy()
-        holdout_out["probability"] = predict_proba(model.cpu(), features.transform(holdout))
+        holdout_out = holdout[list(needed)].copy().reset_index(drop=True)
+        outputs = problem.outputs(predict_logits(model.cpu(), preprocessor.transform(holdout)))
+        for name, values in problem.holdout_columns(outputs).items():
+            holdout_out[name] = values
         return {
             "rank": rank,
             "state_dict": {k: v.cpu().numpy() for k, v in model.state_dict().items()} if rank == 0 else None,
-            "features": features.to_dict(),
+            "features": preprocessor.to_dict(),
+            "problem": problem.to_dict(),
+            "optimizer_steps": steps * len(history),
+            "batch_size": batch_size,
             "history": history,
             "holdout": holdout_out,
             "epochs_run": len(history),
@@ -246,10 +292,14 @@ def _gather_max(value: int, device: torch.device) -> int:
     return int(tensor.item())
 
 
+class DivergedError(TrainingError):
+    """The loss became NaN or infinite: the same seed and data would diverge again, so no retry."""
+
+    retryable = False
+
+
 class _Clock:
     def __init__(self) -> None:
-        import time
-
         self._time = time.perf_counter
         self._last = self._time()
 
@@ -313,7 +363,7 @@ def train_distributed(
     ]
     try:
         results = client.gather(futures)
-    except TrainingError:
+    except (TrainingError, InvalidInputError):  # deterministic: the data, the spec or the model
         client.cancel(futures)
         raise
     except Exception as error:  # a worker died or a peer timed out: the caller's retry resumes
@@ -324,12 +374,15 @@ def train_distributed(
     lead = results[0]
     return TrainingResult(
         state_dict={k: torch.from_numpy(v) for k, v in lead["state_dict"].items()},
-        feature_spec=FeatureSpec.from_dict(lead["features"]),
+        preprocessor=Preprocessor.from_dict(lead["features"]),
+        problem=Problem.from_dict(lead["problem"]),
         history=lead["history"],
         holdout=pd.concat([r["holdout"] for r in results], ignore_index=True),
         epochs_run=lead["epochs_run"],
         resumed_from_epoch=lead["resumed_from_epoch"],
         world_size=world,
         backend=lead["backend"],
+        optimizer_steps=lead["optimizer_steps"],
+        batch_size=lead["batch_size"],
         timings={k: max(r["timings"][k] for r in results) for k in lead["timings"]},
     )

@@ -26,6 +26,7 @@ from infra.naming import MODEL_NAME_PATTERN
 from tasks import evaluation, events, publishing, registry
 from tasks.clock import SYSTEM_CLOCK, Clock
 from tasks.datasets import DatasetSpec, check_dataset_name, get_dataset
+from tasks.models import factory_metrics, find_factory, model_options
 from tasks.publishing import Publisher
 from tasks.training.data import TrainingData, resolve_training_data
 from tasks.training.distributed import TrainingConfig, TrainingResult, train_distributed
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 REFERENCE_ARTIFACT = registry.REFERENCE_ARTIFACT
 RETRY_DELAY_S = 5.0
+SLICE_METRIC = {"multiclass": "accuracy", "regression": "rmse"}
 
 
 class TrainParameters(BaseModel):
@@ -75,6 +77,9 @@ class TrainResult:
     resumed_from_epoch: int | None
     alias: str
     reports: tuple[str, ...] = field(default_factory=tuple)
+    task: str = "binary"
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+    optimizer_steps: int = 0
 
 
 def run_train(
@@ -110,7 +115,8 @@ def run_train(
         UncheckedDataError: the commit holds data without a passed contract report.
         TrainingError: training failed on every attempt; nothing is registered.
     """
-    spec = spec or get_dataset(parameters.dataset)
+    spec = (spec or get_dataset(parameters.dataset)).check()
+    find_factory(parameters.config.model)  # an uninstalled factory fails before any data is read
     data = resolve_training_data(spec, parameters.ref, client=client)
     log.info("training on %s@%s (%d part(s))", data.repository, data.commit_id[:12], len(data.parts))
     with dask_cluster() as dask:
@@ -126,35 +132,55 @@ def run_train(
             log=log,
         )
     holdout = result.holdout
-    y_true, y_prob = holdout[spec.target].to_numpy(), holdout["probability"].to_numpy()
-    metrics = evaluation.evaluate_predictions(y_true, y_prob)
-    slices = _slices(holdout)
-    slice_table = (
-        evaluation.evaluate_slices(holdout, y_prob, target=spec.target, slices=slices) if slices else None
-    )
+    problem = result.problem
+    outputs = problem.outputs_from_holdout(holdout)
+    metrics = {
+        **problem.evaluate(holdout[spec.target], outputs),
+        **factory_metrics(parameters.config.model, holdout[spec.target].to_numpy(), outputs),
+    }
+    metrics["holdout_rows"] = len(holdout)
+    warnings = problem.warnings(metrics, optimizer_steps=result.optimizer_steps)
+    for warning in warnings:
+        log.warning("%s: %s", parameters.model_name, warning)
+    slices = {item.label: item.groups(holdout) for item in spec.slices}
+    slice_table = problem.evaluate_slices(holdout, outputs, slices=slices) if slices else None
     with tempfile.TemporaryDirectory(prefix="lockgate-train-") as tmp:
-        artifacts = _draw(
-            Path(tmp), parameters.model_name, result, y_true, y_prob, metrics, slice_table, holdout
-        )
+        artifacts = _draw(Path(tmp), parameters.model_name, result, spec, outputs, metrics, slice_table)
+        factory = find_factory(parameters.config.model)
         lineage = registry.ModelLineage(
             data_repository=data.repository,
             data_commit_id=data.commit_id,
             contract_report=", ".join(
                 f"lakefs://{data.repository}/{data.commit_id}/{r}" for r in data.reports
             ),
-            training_config=parameters.config.model_dump(),
+            training_config={
+                **parameters.config.model_dump(),
+                "batch_size_used": result.batch_size,
+                "optimizer_steps": result.optimizer_steps,
+            },
             seed=parameters.config.seed,
-            metrics={"holdout": metrics.to_dict(), "slices": _records(slice_table)},
+            metrics={"holdout": metrics, "slices": _records(slice_table), "warnings": warnings},
             feature_spec={
-                **result.feature_spec.to_dict(),
+                "columns": list(result.preprocessor.columns),
+                "preprocessing": result.preprocessor.to_dict(),
+                "preprocessing_sha256": result.preprocessor.sha256(),
+                "problem": problem.to_dict(),
+                "score_edges": problem.score_edges(holdout["score"].to_numpy()),
                 "model": parameters.config.model,
+                "model_options": _jsonable(
+                    model_options(parameters.config.model, parameters.config.hidden, parameters.config.model_options)
+                ),
+                "model_source": factory.source,
                 "hidden": parameters.config.hidden,
                 "target": spec.target,
+                "dataset": spec.name,
             },
             flow_run_id=flow_run_id,
             risk_level=parameters.risk_level,
-            notes=f"{result.world_size} rank(s), backend {result.backend}, {result.epochs_run} epoch(s)"
-            + (f", resumed from epoch {result.resumed_from_epoch}" if result.resumed_from_epoch else ""),
+            notes=f"{result.world_size} rank(s), backend {result.backend}, {result.epochs_run} epoch(s), "
+            f"{result.optimizer_steps} optimizer step(s) of {result.batch_size} row(s) per rank"
+            + (f", resumed from epoch {result.resumed_from_epoch}" if result.resumed_from_epoch else "")
+            + "".join(f"; WARNING: {w}" for w in warnings),
         )
         registered = registry.register_model(
             parameters.model_name,
@@ -167,7 +193,7 @@ def run_train(
         if parameters.alias != "none":
             registry.set_alias(parameters.model_name, parameters.alias, registered.version, client=client)
         for artifact in _artifacts(
-            parameters.model_name, registered.version, metrics, slice_table, artifacts
+            parameters.model_name, registered.version, metrics, slice_table, artifacts, warnings
         ):
             publish.artifact(artifact)
     publish.event(
@@ -181,13 +207,19 @@ def run_train(
             {
                 "data_repository": data.repository,
                 "data_commit": data.commit_id,
-                "metrics": metrics.to_dict(),
+                "metrics": metrics,
+                "warnings": warnings,
                 "alias": parameters.alias,
             },
         )
     )
     log.info(
-        "registered %s %s (holdout ROC AUC %s)", parameters.model_name, registered.version, metrics.roc_auc
+        "registered %s %s (%s, holdout %s %s)",
+        parameters.model_name,
+        registered.version,
+        problem.task,
+        problem.default_metric,
+        metrics.get(problem.default_metric),
     )
     return TrainResult(
         model=parameters.model_name,
@@ -195,11 +227,14 @@ def run_train(
         commit=registered.commit_id,
         data_repository=data.repository,
         data_commit=data.commit_id,
-        metrics=metrics.to_dict(),
+        metrics=metrics,
         epochs=result.epochs_run,
         resumed_from_epoch=result.resumed_from_epoch,
         alias=parameters.alias,
         reports=data.reports,
+        task=problem.task,
+        warnings=tuple(warnings),
+        optimizer_steps=result.optimizer_steps,
     )
 
 
@@ -223,7 +258,7 @@ def _train_with_retries(
                 parameters.config, data, spec, client=dask, lakefs_client=client, run_id=run_id
             )
         except TrainingError as error:
-            if attempt == attempts:
+            if attempt == attempts or not error.retryable:
                 raise
             log.warning(
                 "training attempt %d of %d failed (%s); retrying in %g s",
@@ -236,40 +271,49 @@ def _train_with_retries(
     raise AssertionError("unreachable")
 
 
-def _slices(holdout: pd.DataFrame) -> dict[str, pd.Series]:
-    """The groups the holdout is also measured by: age bands when the dataset has an ``age`` column.
-
-    The groups a dataset declares (protected attributes, binned columns) replace this with the
-    DatasetSpec's groups.
-    """
-    return {"age_band": evaluation.age_bands(holdout["age"])} if "age" in holdout else {}
+def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
 
 
 def _draw(
     folder: Path,
     model_name: str,
     result: TrainingResult,
-    y_true,
-    y_prob,
-    metrics: evaluation.Metrics,
+    spec: DatasetSpec,
+    outputs,
+    metrics: dict[str, Any],
     slice_table: pd.DataFrame | None,
-    holdout: pd.DataFrame,
 ) -> dict[str, Path]:
-    """The files stored with the version: plots, metrics, slices and the holdout reference."""
+    """The files stored with the version: the task's plots, metrics, slices and the holdout reference."""
+    holdout, problem = result.holdout, result.problem
     artifacts = {
         "training_curves.png": evaluation.plot_training_curves(
             result.history, folder / "training_curves.png"
         ),
-        "roc.png": evaluation.plot_roc(y_true, y_prob, folder / "roc.png", label=model_name),
-        "calibration.png": evaluation.plot_calibration(y_true, y_prob, folder / "calibration.png"),
     }
+    if problem.task == "binary":
+        labels = problem.encode_target(holdout[spec.target])
+        if len(set(labels.tolist())) == 2:
+            artifacts["roc.png"] = evaluation.plot_roc(labels, outputs, folder / "roc.png", label=model_name)
+        artifacts["calibration.png"] = evaluation.plot_calibration(labels, outputs, folder / "calibration.png")
+    elif problem.task == "multiclass":
+        artifacts["confusion.png"] = evaluation.plot_confusion(
+            problem.encode_target(holdout[spec.target]), outputs.argmax(axis=1), problem.classes,
+            folder / "confusion.png",
+        )
+    else:
+        artifacts["predicted_vs_observed.png"] = evaluation.plot_regression(
+            holdout[spec.target].to_numpy(float), outputs, folder / "predicted_vs_observed.png"
+        )
     if slice_table is not None:
-        artifacts["slices.png"] = evaluation.plot_slices(slice_table, folder / "slices.png", metric="roc_auc")
+        metric = "roc_auc" if problem.task == "binary" else SLICE_METRIC[problem.task]
+        if (slice_table["slice"] != "overall").any():
+            artifacts["slices.png"] = evaluation.plot_slices(slice_table, folder / "slices.png", metric=metric)
         slice_table.to_csv(folder / "slices.csv", index=False)
         artifacts["slices.csv"] = folder / "slices.csv"
-    (folder / "metrics.json").write_text(json.dumps(metrics.to_dict(), indent=2))
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
     artifacts["metrics.json"] = folder / "metrics.json"
-    # The holdout with the model's own probabilities: the reference monitoring compares live requests
+    # The holdout with the model's own outputs: the reference monitoring compares live requests
     # with, and the fresh holdout a retrain scores the champion on.
     holdout.to_parquet(folder / REFERENCE_ARTIFACT, index=False)
     artifacts[REFERENCE_ARTIFACT] = folder / REFERENCE_ARTIFACT
@@ -283,14 +327,20 @@ def _records(table: pd.DataFrame | None) -> list[dict[str, Any]]:
 def _artifacts(
     model_name: str,
     version: str,
-    metrics: evaluation.Metrics,
+    metrics: dict[str, Any],
     slice_table: pd.DataFrame | None,
     files: dict[str, Path],
+    warnings: list[str],
 ) -> list[publishing.Artifact]:
     published = [
         publishing.table(
             f"train-{model_name}-metrics",
-            [{"metric": k, "value": v} for k, v in metrics.to_dict().items() if not isinstance(v, list)],
+            [
+                {"metric": k, "value": json.dumps(v) if isinstance(v, dict) else v}
+                for k, v in metrics.items()
+                if not isinstance(v, list)
+            ]
+            + [{"metric": "WARNING", "value": w} for w in warnings],
             description=f"Holdout metrics of {model_name} {version}",
         )
     ]
@@ -299,7 +349,8 @@ def _artifacts(
             publishing.table(
                 f"train-{model_name}-slices",
                 _records(slice_table),
-                description="The same metrics per age band (a first check for unequal treatment)",
+                description="The same metrics per group the dataset declares (a first check for unequal "
+                "treatment)",
             )
         )
     images = "\n\n".join(

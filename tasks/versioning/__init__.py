@@ -9,12 +9,23 @@ does not answer is a ``LakeFSUnavailableError``, refused credentials a ``Configu
 ``tasks.versioning.repositories``       ensure a repository exists, the namespace the server suggests
 ``tasks.versioning.refs``               branches, commits, tags, diffs, merges
 ``tasks.versioning.objects``            write (Parquet, files, bytes), read, open, list objects
+``tasks.versioning.inspection``         what a ref holds (stats, Parquet row counts), URIs, downloads
 ``tasks.versioning.translate``          lakeFS answers as lockgate errors
 ======================================  =================================================================
 """
 
 from __future__ import annotations
 
+from tasks.versioning.inspection import (
+    ObjectStat,
+    RefContents,
+    download_folder,
+    object_uri,
+    parquet_row_count,
+    parse_uri,
+    ref_contents,
+    stat_objects,
+)
 from tasks.versioning.objects import (
     PARQUET_CONTENT_TYPE,
     check_connection,
@@ -60,6 +71,8 @@ __all__ = [
     "PARQUET_CONTENT_TYPE",
     "BranchHead",
     "Change",
+    "ObjectStat",
+    "RefContents",
     "check_connection",
     "commit_changes",
     "commit_time",
@@ -69,6 +82,7 @@ __all__ = [
     "default_storage_namespace",
     "delete_branch",
     "diff_refs",
+    "download_folder",
     "ensure_default_repository",
     "ensure_repository",
     "get_commit",
@@ -79,12 +93,17 @@ __all__ = [
     "log_commits",
     "merge_branch",
     "object_exists",
+    "object_uri",
     "object_url",
     "open_object",
+    "parquet_row_count",
+    "parse_uri",
     "read_dataframe",
     "read_object",
     "read_parquet_objects",
+    "ref_contents",
     "resolve_ref",
+    "stat_objects",
     "upload_file",
     "validate_metadata",
     "write_bytes",

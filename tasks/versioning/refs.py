@@ -154,6 +154,7 @@ def diff_refs(
     right_ref: str,
     prefix: str = "",
     client: lakefs.Client,
+    two_dot: bool = False,
 ) -> list[Change]:
     """List what ``right_ref`` changed relative to ``left_ref`` (as a merge of right into left would see it).
 
@@ -163,6 +164,8 @@ def diff_refs(
         right_ref: Compared ref (e.g. a feature branch).
         prefix: Only paths starting with this prefix.
         client: The lakeFS client to use.
+        two_dot: Compare the two refs' contents directly (lakeFS's two-dot diff) instead of what
+            ``right_ref`` changed since the refs' merge base; the same for refs on one line of history.
 
     Returns:
         The changes, sorted by path.
@@ -172,11 +175,12 @@ def diff_refs(
         RepositoryNotFoundError: the repository does not exist.
     """
     reference = lakefs.Reference(repository, left_ref, client=client)
+    kind = {"type": "two_dot"} if two_dot else {}  # the server's default is three-dot
     try:
         with lakefs_call(client):
             changes = [
                 Change(path=change.path, type=change.type, size=change.size_bytes)
-                for change in reference.diff(right_ref, prefix=prefix or None)
+                for change in reference.diff(right_ref, prefix=prefix or None, **kind)
             ]
     except NotFoundException as error:
         raise missing_error(repository, client=client, refs=[left_ref, right_ref]) from error

@@ -9,7 +9,8 @@ import torch
 
 from contracts.loans import FEATURE_COLUMNS
 from tasks.generate import GeneratorConfig, generate_frame
-from tasks.models import FeatureSpec, make_mlp, predict_proba
+from tasks.models import make_mlp, predict_proba
+from tasks.preprocessing import Preprocessor
 from tasks.registry import ModelLineage, register_model
 
 MODEL_NAME = "loans-mlp"
@@ -24,11 +25,11 @@ def loan_records(rows: int, *, seed: int = 0) -> list[dict]:
     ]
 
 
-def loans_network(seed: int, *, bias: float | None = None) -> tuple[torch.nn.Module, FeatureSpec]:
+def loans_network(seed: int, *, bias: float | None = None) -> tuple[torch.nn.Module, Preprocessor]:
     """A seeded MLP over standardised loans features (``bias`` forces the output logit's bias)."""
     frame = generate_frame(GeneratorConfig(rows=2_000, seed=123))[list(FEATURE_COLUMNS)]
     values = frame.to_numpy(dtype=np.float64)
-    spec = FeatureSpec(
+    spec = Preprocessor.standardise(
         tuple(FEATURE_COLUMNS),
         tuple(float(v) for v in values.mean(axis=0)),
         tuple(float(v) if v > 0 else 1.0 for v in values.std(axis=0)),

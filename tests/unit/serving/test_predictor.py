@@ -13,9 +13,11 @@ import torch
 
 from infra.errors import ModelIntegrityError, ModelNotFoundError
 from serving.predictor import DEFAULT_THRESHOLD, ModelLoader, Predictor
-from tasks.models import FeatureSpec, make_mlp
+from tasks.models import make_mlp
+from tasks.preprocessing import Preprocessor
 
-FEATURES = FeatureSpec(columns=("salary", "age"), means=(50_000.0, 40.0), stds=(20_000.0, 10.0))
+MEANS, STDS = (50_000.0, 40.0), (20_000.0, 10.0)
+FEATURES = Preprocessor.standardise(("salary", "age"), MEANS, STDS)
 
 
 def tiny_predictor(seed: int = 0) -> Predictor:
@@ -36,7 +38,7 @@ def by_hand(predictor: Predictor, records: list[dict]) -> np.ndarray:
     values = np.array(
         [[record[column] for column in FEATURES.columns] for record in records], dtype=np.float64
     )
-    inputs = (values - np.array(FEATURES.means)) / np.array(FEATURES.stds)
+    inputs = (values - np.array(MEANS)) / np.array(STDS)
     hidden = np.maximum(
         inputs @ first.weight.detach().double().numpy().T + first.bias.detach().double().numpy(), 0
     )
@@ -88,7 +90,7 @@ def test_predict_is_standardise_then_network_then_sigmoid(seed: int) -> None:
     ]
     probabilities = predictor.predict(records)
     assert probabilities.shape == (16,)
-    assert probabilities.dtype == np.float32
+    assert probabilities.dtype == np.float64  # scores: P(positive) for a binary classifier
     np.testing.assert_allclose(probabilities, by_hand(predictor, records), rtol=1e-5, atol=1e-6)
 
 
@@ -104,7 +106,6 @@ def test_predict_depends_on_each_feature_by_name_not_by_record_order() -> None:
 def test_predict_of_no_records_is_empty() -> None:
     result = tiny_predictor().predict([])
     assert result.shape == (0,)
-    assert result.dtype == np.float32
 
 
 def test_describe() -> None:
@@ -115,6 +116,8 @@ def test_describe() -> None:
         "weights_sha256": "ab" * 32,
         "data_repository": "lockgate-loans",
         "data_commit_id": "c0ffee",
+        "task": "binary",
+        "classes": [0, 1],
         "threshold": DEFAULT_THRESHOLD,
     }
 

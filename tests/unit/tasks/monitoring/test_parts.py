@@ -46,14 +46,15 @@ def test_current_features_keep_answered_records_and_the_champions_probabilities(
     )
     current = monitoring.current_features(rows, model_name="m", champion_version="v1", features=["salary"])
     assert current["salary"].tolist() == [1.0, 2.0]
-    assert current["probability"].iloc[0] == pytest.approx(0.7) and np.isnan(current["probability"].iloc[1])
+    # Logs from before scores were logged: the binary score is the probability.
+    assert current["score"].iloc[0] == pytest.approx(0.7) and np.isnan(current["score"].iloc[1])
 
 
 def test_current_features_of_nothing_is_an_empty_frame_with_the_columns() -> None:
     current = monitoring.current_features(
         pd.DataFrame(), model_name="m", champion_version="v1", features=["a"]
     )
-    assert current.empty and list(current.columns) == ["a", "probability"]
+    assert current.empty and list(current.columns) == ["a", "score"]
 
 
 def test_slo_figures_per_version_and_their_breaches() -> None:
@@ -128,12 +129,10 @@ def test_the_report_escapes_what_it_shows() -> None:
 
 
 def test_feature_plots_are_pngs_for_numbers_and_codes() -> None:
-    reference = pd.DataFrame({"salary": np.linspace(0, 1, 100), "zipcode": [1, 2] * 50, "probability": 0.5})
-    current = pd.DataFrame(
-        {"salary": np.linspace(0.5, 1.5, 50), "zipcode": [2, 3] * 25, "probability": np.nan}
-    )
+    reference = pd.DataFrame({"salary": np.linspace(0, 1, 100), "zipcode": [1, 2] * 50, "score": 0.5})
+    current = pd.DataFrame({"salary": np.linspace(0.5, 1.5, 50), "zipcode": [2, 3] * 25, "score": np.nan})
     plots = monitoring.feature_plots(reference, current, numeric=["salary"], categorical=["zipcode"])
-    assert set(plots) == {"salary", "zipcode", "probability"}
+    assert set(plots) == {"salary", "zipcode", "score"}
     assert all(png.startswith(b"\x89PNG") for png in plots.values())
 
 
