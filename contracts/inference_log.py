@@ -101,7 +101,9 @@ def log_rows(
     at = at or datetime.now(UTC)
     rows = []
     for index, record in enumerate(records):
-        probability = None if probabilities is None or probabilities[index] is None else float(probabilities[index])
+        probability = (
+            None if probabilities is None or probabilities[index] is None else float(probabilities[index])
+        )
         if predictions is not None:
             prediction = predictions[index]
         else:

@@ -113,7 +113,9 @@ def _dataset_of(settings: ServingSettings, routes: list[dict], lakefs: LakeFSSet
                 first["model_name"], first["version"], client=lakefs_client_from(lakefs)
             )
         except Exception as error:  # the registry is unreachable: serve by the configured dataset
-            logger.warning("cannot read the model card of %s (%s); using dataset %r", routes[0], error, settings.dataset)
+            logger.warning(
+                "cannot read the model card of %s (%s); using dataset %r", routes[0], error, settings.dataset
+            )
     if card is not None:
         from tasks.datasets import find_dataset_for_repository
 

@@ -41,8 +41,10 @@ class VersionStats:
         self.requests += 1
         self.errors += int(error)
         self.latency_counts[bisect.bisect_left(LATENCY_BOUNDS_MS, latency_ms)] += 1
-        if edges is not None and len(self.probability_counts) != len(edges) + 1 and not any(
-            self.probability_counts
+        if (
+            edges is not None
+            and len(self.probability_counts) != len(edges) + 1
+            and not any(self.probability_counts)
         ):
             self.probability_counts = [0] * (len(edges) + 1)
         for probability in probabilities:

@@ -10,6 +10,7 @@ publish a ``DatasetSpec`` under the ``lockgate.datasets`` entry-point group of y
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     import pandera.pandas as pa
 
 ENTRY_POINT_GROUP = "lockgate.datasets"
+logger = logging.getLogger(__name__)
 TaskType = Literal["binary", "multiclass", "regression"]
 Encoding = Literal["numeric", "one_hot", "boolean"]
 MissingPolicy = Literal["refuse", "mean", "zero"]
@@ -240,10 +242,10 @@ class DatasetSpec:
             found.append(f"max_categories must be at least 1, got {self.max_categories}")
         for item in self.slices:
             if item.column not in self.columns:
-                found.append(f"slice {item.label!r} reads {item.column!r}, which the dataset does not declare")
-            elif item.bins is not None and (
-                len(item.bins) < 2 or list(item.bins) != sorted(set(item.bins))
-            ):
+                found.append(
+                    f"slice {item.label!r} reads {item.column!r}, which the dataset does not declare"
+                )
+            elif item.bins is not None and (len(item.bins) < 2 or list(item.bins) != sorted(set(item.bins))):
                 found.append(f"slice {item.label!r}: bins must be two or more increasing edges")
         return found
 
@@ -347,7 +349,18 @@ def available_datasets() -> dict[str, DatasetSpec]:
     """Built-in datasets plus those published by installed packages (entry points)."""
     found = builtin_datasets()
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        spec = entry.load()
+        try:
+            spec = entry.load()
+        except Exception as error:  # one broken package must not hide every other dataset
+            logger.warning(
+                "entry point %r (%s) of %r cannot be loaded: %s: %s",
+                entry.name,
+                entry.value,
+                ENTRY_POINT_GROUP,
+                type(error).__name__,
+                error,
+            )
+            continue
         if not isinstance(spec, DatasetSpec):
             raise ConfigurationError(
                 f"entry point {entry.name!r} ({entry.value}) of group {ENTRY_POINT_GROUP!r} is not a "

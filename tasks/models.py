@@ -132,7 +132,9 @@ def build_model(name: str, features: int, outputs: int = 1, **options: Any) -> n
     except TypeError as error:
         raise ModelFactoryError(f"model factory {name!r} refused its options {options}: {error}") from error
     if not isinstance(network, nn.Module):
-        raise ModelFactoryError(f"model factory {name!r} returned {type(network).__name__}, not a torch.nn.Module")
+        raise ModelFactoryError(
+            f"model factory {name!r} returned {type(network).__name__}, not a torch.nn.Module"
+        )
     check_output_width(network, name, features, outputs)
     return network
 
@@ -169,7 +171,9 @@ def factory_metrics(name: str, y_true: np.ndarray, outputs: np.ndarray) -> dict[
     return dict(own(y_true, outputs)) if callable(own) else {}
 
 
-def model_options(config_model: str, hidden: list[int] | tuple[int, ...], options: dict[str, Any]) -> dict[str, Any]:
+def model_options(
+    config_model: str, hidden: list[int] | tuple[int, ...], options: dict[str, Any]
+) -> dict[str, Any]:
     """The options a factory is called with: ``hidden`` for the reference MLP, plus ``options``."""
     return {"hidden": tuple(hidden), **options} if config_model == "mlp" else dict(options)
 

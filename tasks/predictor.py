@@ -91,7 +91,9 @@ class Predictor:
         }
 
 
-def rebuild(card: Any, state_dict: Mapping[str, torch.Tensor]) -> tuple[torch.nn.Module, Preprocessor, Problem]:
+def rebuild(
+    card: Any, state_dict: Mapping[str, torch.Tensor]
+) -> tuple[torch.nn.Module, Preprocessor, Problem]:
     """The network, preprocessing and task a model card describes, with ``state_dict`` loaded."""
     spec = card.feature_spec
     name = spec.get("model", "mlp")

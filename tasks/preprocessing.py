@@ -68,7 +68,11 @@ class Encoder:
     def encode(self, values: pd.Series) -> np.ndarray:
         """``(rows, width)`` float32 inputs for this column's values."""
         if self.kind == "one_hot":
-            codes = pd.Categorical(values, categories=list(self.categories)).codes.astype(np.int64)
+            codes = (
+                pd.Index(list(self.categories), dtype=object)
+                .get_indexer(values.astype(object))
+                .astype(np.int64)
+            )
             unknown = codes < 0
             if unknown.any() and self.unknown == "refuse":
                 seen = values[unknown & values.notna().to_numpy()]
@@ -82,7 +86,7 @@ class Encoder:
             out[np.arange(len(values)), codes] = 1.0
             return out
         if self.kind == "boolean":
-            mapped = values.map({True: 1.0, False: 0.0, 1: 1.0, 0: 0.0})
+            mapped = values.map({True: 1.0, False: 0.0})  # 1 and 0 hash like True and False
             if mapped.isna().any():
                 bad = values[mapped.isna()].iloc[0]
                 raise InvalidInputError(f"{self.column}: {native(bad)!r} is not a boolean")
@@ -146,7 +150,8 @@ class Preprocessor:
         return {
             e.column
             for e in self.encoders
-            if (e.kind == "numeric" and e.missing != "refuse") or (e.kind == "one_hot" and e.unknown == "bucket")
+            if (e.kind == "numeric" and e.missing != "refuse")
+            or (e.kind == "one_hot" and e.unknown == "bucket")
         }
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
@@ -177,7 +182,10 @@ class Preprocessor:
     ) -> Preprocessor:
         """Numeric features standardised with the given means and spreads (nulls refused)."""
         return cls(
-            tuple(Encoder(c, "numeric", float(m), float(s)) for c, m, s in zip(columns, means, stds, strict=True))
+            tuple(
+                Encoder(c, "numeric", float(m), float(s))
+                for c, m, s in zip(columns, means, stds, strict=True)
+            )
         )
 
     @classmethod
@@ -187,7 +195,9 @@ class Preprocessor:
             return cls(tuple(Encoder.from_dict(e) for e in data["encoders"]))
         if "means" in data:
             return cls.standardise(data["columns"], data["means"], data["stds"])
-        raise InvalidInputError(f"not a preprocessing record (format {data.get('format')!r}, expected {FORMAT})")
+        raise InvalidInputError(
+            f"not a preprocessing record (format {data.get('format')!r}, expected {FORMAT})"
+        )
 
 
 def column_statistics(frame: pd.DataFrame, spec: DatasetSpec) -> dict[str, Any]:
@@ -289,7 +299,8 @@ def fit_preprocessor(spec: DatasetSpec, stats: Mapping[str, Any]) -> Preprocesso
         if len(counts) < 2 and not values["nulls"]:
             only = next(iter(counts))
             raise UnusableDataError(
-                f"feature {column!r} is constant ({only!r}) in the training rows: drop it from feature_columns"
+                f"feature {column!r} is constant ({only!r}) in the training rows: drop it from "
+                "feature_columns"
             )
         if kind == "boolean":
             encoders.append(Encoder(column, "boolean"))

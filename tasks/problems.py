@@ -86,7 +86,7 @@ class Problem:
                     f"numbers, e.g. {series[numbers.isna()].iloc[0]!r}"
                 )
             return ((numbers.to_numpy(np.float64) - self.target_mean) / self.target_std).astype(np.float32)
-        codes = pd.Categorical(series, categories=list(self.classes)).codes
+        codes = pd.Index(list(self.classes), dtype=object).get_indexer(series.astype(object))
         if (codes < 0).any():
             raise UnusableDataError(
                 f"target {self.target!r} holds value(s) outside the classes {list(self.classes)}, e.g. "
@@ -225,7 +225,12 @@ class Problem:
             for label, mask in masks:
                 count = int(mask.sum())
                 if count < min_rows:
-                    row = {"slice": name, "group": label, "count": count, "status": evaluation.INSUFFICIENT_DATA}
+                    row = {
+                        "slice": name,
+                        "group": label,
+                        "count": count,
+                        "status": evaluation.INSUFFICIENT_DATA,
+                    }
                     row.update({m: math.nan for m in names})
                     row.update({f"{m}_gap": math.nan for m in names})
                     row["note"] = f"{count} rows, fewer than {min_rows}; metrics not reported"
@@ -247,13 +252,15 @@ class Problem:
                 found.append(f"holdout ROC AUC {auc:.3f} is no better than chance (0.5)")
             if loss is not None and base is not None and loss >= base:
                 found.append(
-                    f"holdout log loss {loss:.4f} is no better than always answering the base rate ({base:.4f})"
+                    f"holdout log loss {loss:.4f} is no better than always answering the base rate "
+                    f"({base:.4f})"
                 )
         elif self.task == "multiclass":
             loss, prior = metrics.get("log_loss"), metrics.get("prior_log_loss")
             if loss is not None and prior is not None and loss >= prior:
                 found.append(
-                    f"holdout log loss {loss:.4f} is no better than answering the class frequencies ({prior:.4f})"
+                    f"holdout log loss {loss:.4f} is no better than answering the class frequencies "
+                    f"({prior:.4f})"
                 )
         else:
             r2 = metrics.get("r2")
@@ -331,7 +338,8 @@ def fit_problem(
             )
         if positive_class not in ordered:
             raise UnusableDataError(
-                f"positive_class {positive_class!r} is not a value of {target!r}; its values are {list(ordered)}"
+                f"positive_class {positive_class!r} is not a value of {target!r}; its values are "
+                f"{list(ordered)}"
             )
         negative = ordered[0] if ordered[1] == positive_class else ordered[1]
         return Problem("binary", target, (negative, positive_class))

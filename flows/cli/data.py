@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn
@@ -217,11 +219,9 @@ def data_log(
     """Commits of the dataset's lakeFS repository reachable from --ref, newest first: ID, date,
     committer, message and the metadata ingestion records (run, rows, contract report)."""
     from tasks import versioning
-    from tasks.datasets import get_dataset
 
-    repository = get_dataset(dataset).repository
-    with lakefs_connection(data_dir, quiet=as_json) as connection:
-        log = versioning.log_commits(repository, ref=ref, client=connection.client, limit=amount)
+    with _dataset_repository(dataset, data_dir, quiet=as_json) as (repository, client):
+        log = versioning.log_commits(repository, ref=ref, client=client, limit=amount)
     output.commits(repository, ref, log, as_json=as_json)
 
 
@@ -240,13 +240,9 @@ def data_show(
     """The objects of the dataset at --ref (path, size, checksum, Parquet rows) and a summary; all read
     at the one commit --ref points at. Batches are under data/, contract reports under _lockgate/."""
     from tasks import versioning
-    from tasks.datasets import get_dataset
 
-    repository = get_dataset(dataset).repository
-    with lakefs_connection(data_dir, quiet=as_json) as connection:
-        contents = versioning.ref_contents(
-            repository, ref=ref, prefix=path, count_rows=rows, client=connection.client
-        )
+    with _dataset_repository(dataset, data_dir, quiet=as_json) as (repository, client):
+        contents = versioning.ref_contents(repository, ref=ref, prefix=path, count_rows=rows, client=client)
     output.ref_contents(contents, as_json=as_json)
 
 
@@ -262,11 +258,26 @@ def data_diff(
     """Objects added, removed or changed from LEFT to RIGHT in the dataset's repository (the two refs'
     contents compared directly)."""
     from tasks import versioning
+
+    with _dataset_repository(dataset, data_dir, quiet=as_json) as (repository, client):
+        found = versioning.diff_refs(
+            repository, left_ref=left, right_ref=right, prefix=path, two_dot=True, client=client
+        )
+    output.changes(repository, left, right, found, as_json=as_json)
+
+
+@contextlib.contextmanager
+def _dataset_repository(dataset: str, data_dir: Path | None, *, quiet: bool) -> Iterator[tuple[str, Any]]:
+    """The dataset's repository and a lakeFS client; a repository not created yet is named as such."""
+    from infra.errors import RepositoryNotFoundError
     from tasks.datasets import get_dataset
 
     repository = get_dataset(dataset).repository
-    with lakefs_connection(data_dir, quiet=as_json) as connection:
-        found = versioning.diff_refs(
-            repository, left_ref=left, right_ref=right, prefix=path, two_dot=False, client=connection.client
-        )
-    output.changes(repository, left, right, found, as_json=as_json)
+    with lakefs_connection(data_dir, quiet=quiet) as connection:
+        try:
+            yield repository, connection.client
+        except RepositoryNotFoundError as error:
+            raise RepositoryNotFoundError(
+                f"dataset {dataset!r} has no lakeFS repository {repository!r} yet: ingest a batch first "
+                f"(`lockgate ingest SOURCE --dataset {dataset}`)"
+            ) from error

@@ -32,12 +32,6 @@ from tasks.evaluation.metrics import (
     evaluate_slices,
     metric_value,
 )
-from tasks.evaluation.tasks import (
-    MULTICLASS_COMPARABLE,
-    REGRESSION_COMPARABLE,
-    evaluate_multiclass,
-    evaluate_regression,
-)
 from tasks.evaluation.plots import (
     plot_calibration,
     plot_confusion,
@@ -45,6 +39,12 @@ from tasks.evaluation.plots import (
     plot_roc,
     plot_slices,
     plot_training_curves,
+)
+from tasks.evaluation.tasks import (
+    MULTICLASS_COMPARABLE,
+    REGRESSION_COMPARABLE,
+    evaluate_multiclass,
+    evaluate_regression,
 )
 
 __all__ = [

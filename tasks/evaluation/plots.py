@@ -174,9 +174,7 @@ def plot_slices(slice_table: pd.DataFrame, path: str | Path, *, metric: str = "r
     return _save(figure, path)
 
 
-def plot_confusion(
-    y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[Any], path: str | Path
-) -> Path:
+def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[Any], path: str | Path) -> Path:
     """Plot a multiclass confusion matrix (rows: true class, columns: predicted; row-normalised) to a PNG."""
     k = len(classes)
     matrix = np.zeros((k, k), dtype=np.float64)

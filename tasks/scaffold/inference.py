@@ -31,7 +31,9 @@ MAX_INFERRED_CLASSES = MAX_LISTED_VALUES
 MAX_CODE_VALUES = 10
 # Class labels that name the outcome a binary model scores ("yes, churned", "true", 1).
 POSITIVE_WORDS = frozenset({"1", "1.0", "yes", "y", "true", "t", "positive", "pos"})
-_ID_NAME = re.compile(r"(^|[_\W])(id|key|uuid|guid)$|[a-z0-9]Id$|^ID$", re.IGNORECASE)
+_KIND_WORDS = {"bool": "true/false values", "str": "text", "datetime": "dates", "other": "other values"}
+_ID_NAME = re.compile(r"(^|[_\W])(id|key|uuid|guid)$", re.IGNORECASE)
+_CAMEL_ID_NAME = re.compile(r"[a-z0-9](Id|ID|Key)$")  # customerId, CustomerID (not "valid", "paid")
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,7 @@ def choose_key(
             "repeated value): add an ID column to the file, or pass --key COLUMN (repeat --key for a "
             "compound key)"
         )
-    named = [c for c in candidates if _ID_NAME.search(c.name)]
+    named = [c for c in candidates if _ID_NAME.search(c.name) or _CAMEL_ID_NAME.search(c.name)]
     if named:
         return (named[0].name,), f"{named[0].name!r} is unique in {source} and its name says it is an ID"
     return (
@@ -272,7 +274,7 @@ def infer_task(column: ColumnProfile, *, task: str | None, source: str) -> tuple
     if task == "regression":
         if not column.numeric:
             raise InvalidInputError(
-                f"--task regression needs a numeric target; {name!r} holds {column.kind} values "
+                f"--task regression needs a numeric target; {name!r} holds {_KIND_WORDS[column.kind]} "
                 f"(e.g. {shown[:5]}): use --task binary or multiclass"
             )
         return "regression", "given with --task"
@@ -403,6 +405,10 @@ def _notes(
         column = profile.column(name)
         if column.text_booleans:
             notes.append(f"{name!r} holds true/false as text: declared str and one-hot encoded")
+        if column.kind == "float" and column.integral and column.nulls:
+            notes.append(
+                f"{name!r} holds whole numbers with empty values: declared float (NaN marks a missing value)"
+            )
         if column.leading_zeros:
             notes.append(f"{name!r} has numbers with leading zeros: kept as text codes")
         if column.kind == "int" and column.values is not None and len(column.values) <= MAX_CODE_VALUES:

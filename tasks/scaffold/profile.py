@@ -29,11 +29,12 @@ MAX_LISTED_VALUES = 50
 READ_CHUNK_ROWS = 250_000
 # A text value with a leading zero ("02134", "007") is a code; converting it to a number loses the zero.
 _LEADING_ZERO = re.compile(r"^[+-]?0\d")
-# The pandera dtype each kind is declared (and coerced) as.
+# The dtype each kind is coerced to here: what a raw model's nullable ``Series[int]``, ``Series[bool]``
+# (pandas' nullable Int64 and boolean), ``Series[float]``... coerce to.
 KIND_DTYPES: dict[str, Any] = {
-    "int": int,
+    "int": "Int64",
     "float": float,
-    "bool": bool,
+    "bool": "boolean",
     "str": str,
     "datetime": "datetime64[ns]",
     "other": object,
@@ -181,6 +182,8 @@ def _kind_of(series: pd.Series) -> ColumnKind:
         return "other"
     if pd.api.types.is_datetime64_dtype(dtype):
         return "datetime"
+    if isinstance(dtype, pd.CategoricalDtype):
+        return "str" if pd.api.types.infer_dtype(dtype.categories) == "string" else "other"
     values = series.dropna()
     inferred = pd.api.types.infer_dtype(values, skipna=True)
     if inferred == "boolean":

@@ -181,8 +181,12 @@ def _checks(plan: ScaffoldPlan, column: ColumnProfile) -> tuple[list[str], list[
     if listed and column.kind != "bool":
         return [f"isin={_literal(list(column.values))}"], [f"the {len(column.values)} values seen"]
     if column.numeric and column.minimum is not None and column.maximum is not None:
-        low, high = _number(column, column.minimum), _number(column, column.maximum)
-        return [f"ge={low}", f"le={high}"], [f"the range seen ({low} to {high})"]
+        seen = f"{_number(column, column.minimum)} to {_number(column, column.maximum)}"
+        if column.kind == "float":  # rounded outward to four significant digits, to read
+            low, high = repr(_loose(column.minimum, up=False)), repr(_loose(column.maximum, up=True))
+        else:
+            low, high = _number(column, column.minimum), _number(column, column.maximum)
+        return [f"ge={low}", f"le={high}"], [f"the range seen ({seen})"]
     if column.kind == "str":
         return [], [f"{column.distinct} distinct values, too many to list"]
     return [], []
@@ -392,7 +396,9 @@ def _loose(value: float, *, up: bool) -> float:
     if value == 0 or not math.isfinite(value):
         return 0.0
     scale = 10.0 ** (math.floor(math.log10(abs(value))) - 3)
-    rounded = float(f"{(math.ceil if up else math.floor)(value / scale) * scale:.6g}")
+    steps = value / scale
+    steps = round(steps) if abs(steps - round(steps)) < 1e-6 else steps  # 39.52 / 0.01 is 3951.9999...
+    rounded = float(f"{(math.ceil if up else math.floor)(steps) * scale:.6g}")
     if (up and rounded < value) or (not up and rounded > value):
         rounded += scale if up else -scale
     return rounded

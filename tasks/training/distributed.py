@@ -21,7 +21,6 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from pydantic import BaseModel, Field
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from infra.clients import lakefs_settings_of
@@ -52,7 +51,9 @@ class TrainingConfig(BaseModel):
     when the validation loss stops improving for ``patience`` epochs.
     """
 
-    model: str = Field("mlp", description="Model factory (built in: mlp; more under the lockgate.models entry point).")
+    model: str = Field(
+        "mlp", description="Model factory (built in: mlp; more under the lockgate.models entry point)."
+    )
     hidden: list[int] = Field([64, 32], description="Hidden layer widths of the MLP.")
     model_options: dict[str, Any] = Field(
         default_factory=dict, description="Options passed to the model factory (besides the MLP's hidden)."
@@ -232,7 +233,9 @@ def run_rank(
             timings["compute"] += clock.lap()
             ddp.eval()
             with torch.no_grad():
-                valid_loss = float(loss_fn(problem.loss_input(model(x_valid)), y_valid)) if len(x_valid) else 0.0
+                valid_loss = (
+                    float(loss_fn(problem.loss_input(model(x_valid)), y_valid)) if len(x_valid) else 0.0
+                )
             sums = _all_reduce([total, steps * batch_size, valid_loss, len(x_valid)], device)
             timings["all_reduce"] += clock.lap()
             train_loss = sums[0] / max(sums[1], 1)

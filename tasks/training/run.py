@@ -168,7 +168,9 @@ def run_train(
                 "score_edges": problem.score_edges(holdout["score"].to_numpy()),
                 "model": parameters.config.model,
                 "model_options": _jsonable(
-                    model_options(parameters.config.model, parameters.config.hidden, parameters.config.model_options)
+                    model_options(
+                        parameters.config.model, parameters.config.hidden, parameters.config.model_options
+                    )
                 ),
                 "model_source": factory.source,
                 "hidden": parameters.config.hidden,
@@ -295,10 +297,14 @@ def _draw(
         labels = problem.encode_target(holdout[spec.target])
         if len(set(labels.tolist())) == 2:
             artifacts["roc.png"] = evaluation.plot_roc(labels, outputs, folder / "roc.png", label=model_name)
-        artifacts["calibration.png"] = evaluation.plot_calibration(labels, outputs, folder / "calibration.png")
+        artifacts["calibration.png"] = evaluation.plot_calibration(
+            labels, outputs, folder / "calibration.png"
+        )
     elif problem.task == "multiclass":
         artifacts["confusion.png"] = evaluation.plot_confusion(
-            problem.encode_target(holdout[spec.target]), outputs.argmax(axis=1), problem.classes,
+            problem.encode_target(holdout[spec.target]),
+            outputs.argmax(axis=1),
+            problem.classes,
             folder / "confusion.png",
         )
     else:
@@ -308,7 +314,9 @@ def _draw(
     if slice_table is not None:
         metric = "roc_auc" if problem.task == "binary" else SLICE_METRIC[problem.task]
         if (slice_table["slice"] != "overall").any():
-            artifacts["slices.png"] = evaluation.plot_slices(slice_table, folder / "slices.png", metric=metric)
+            artifacts["slices.png"] = evaluation.plot_slices(
+                slice_table, folder / "slices.png", metric=metric
+            )
         slice_table.to_csv(folder / "slices.csv", index=False)
         artifacts["slices.csv"] = folder / "slices.csv"
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))

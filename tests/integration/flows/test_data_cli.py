@@ -161,6 +161,19 @@ def test_unknown_datasets_and_refs_are_one_line_errors(cli, ingested):
     assert "Traceback" not in missing.output
 
 
+def test_a_dataset_nothing_was_ingested_into_says_so(cli, lakefs_client):
+    from tasks.datasets import available_datasets
+
+    existing = {repository.id for repository in lakefs.repositories(client=lakefs_client)}
+    empty = [spec.name for spec in available_datasets().values() if spec.repository not in existing]
+    if not empty:
+        pytest.skip("every declared dataset has a repository on the session server already")
+    result = cli("data", "log", empty[0])
+    assert result.exit_code == 1
+    assert f"dataset {empty[0]!r} has no lakeFS repository" in result.stderr
+    assert "lockgate ingest" in result.stderr
+
+
 def test_the_top_level_data_commands_keep_working(cli, tmp_path):
     listed = cli("datasets")
     assert listed.exit_code == 0, listed.output

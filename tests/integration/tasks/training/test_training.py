@@ -38,7 +38,7 @@ from tasks.training import (
 
 pytestmark = pytest.mark.integration
 
-BASE_CONFIG = TrainingConfig(epochs=4, batch_size=512, seed=0, patience=None)
+BASE_CONFIG = TrainingConfig(epochs=4, batch_size=512, seed=0, patience=None, checkpoint_every_s=0)
 
 
 def checkpoint_epochs(run_id: str, client: lakefs.Client) -> list[int]:
@@ -85,7 +85,8 @@ def test_ddp_trains_a_useful_model_and_checkpoints_every_epoch(trained, loans_sp
 
     reference = make_mlp(len(loans_spec.feature_columns), hidden=tuple(BASE_CONFIG.hidden)).state_dict()
     assert {k: v.shape for k, v in trained.state_dict.items()} == {k: v.shape for k, v in reference.items()}
-    assert trained.feature_spec.columns == loans_spec.feature_columns
+    assert trained.preprocessor.columns == loans_spec.feature_columns
+    assert (trained.problem.task, trained.problem.classes) == ("binary", (0, 1))
 
     assert checkpoint_epochs("e2e", lakefs_client) == list(range(BASE_CONFIG.epochs))
 
@@ -130,7 +131,9 @@ def wait_for_workers(client, count: int, *, timeout_s: float) -> list[str]:
 def test_killed_worker_fails_fast_and_the_retry_resumes(
     training_data, loans_spec, dask_client, lakefs_client
 ):
-    config = TrainingConfig(epochs=20, batch_size=64, seed=3, patience=None, process_group_timeout_s=15)
+    config = TrainingConfig(
+        epochs=20, batch_size=64, seed=3, patience=None, process_group_timeout_s=15, checkpoint_every_s=0
+    )
     run_id = "resume"
     outcome: dict[str, object] = {}
 
