@@ -27,12 +27,13 @@ from pydantic import BaseModel, Field, field_validator
 
 from contracts.rollout import DeployParameters, RolloutResult, RolloutStep, default_plan
 from contracts.slo import SLOThresholds
-from infra.errors import ModelNotFoundError
+from infra.errors import InvalidInputError, ModelNotFoundError
 from infra.naming import MODEL_NAME_PATTERN
 from tasks import evaluation, publishing, registry
 from tasks.clock import Clock
 from tasks.datasets import check_dataset_name, get_dataset
 from tasks.predictor import Predictor
+from tasks.problems import Problem
 from tasks.publishing import Publisher
 from tasks.training import TrainingConfig, TrainParameters, TrainResult
 
@@ -54,7 +55,11 @@ class RetrainParameters(BaseModel):
     trigger: Trigger = Field("manual", description="What started the run (set by automations).")
     trigger_event: str = Field("", max_length=200, description="ID of the event that started it, if any.")
     reason: str = Field("", max_length=2000, description="Why, in words (e.g. the drifted features).")
-    metric: str = Field("roc_auc", description="Holdout metric the challenger must win on.")
+    metric: str = Field(
+        "auto",
+        description="Holdout metric the challenger must win on; 'auto' takes the task's default "
+        "(binary: roc_auc, multiclass: log_loss, regression: rmse).",
+    )
     margin: float = Field(0.0, ge=0, le=1, description="By how much the challenger must beat the champion.")
     cooldown_s: int = Field(600, ge=0, le=7 * 86_400, description="No new retrain of this model this soon.")
     config: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -70,8 +75,13 @@ class RetrainParameters(BaseModel):
     @field_validator("metric")
     @classmethod
     def _comparable(cls, value: str) -> str:
-        if value not in evaluation.COMPARABLE_METRICS:
-            raise ValueError(f"metric must be one of {sorted(evaluation.COMPARABLE_METRICS)}")
+        known = {
+            **evaluation.COMPARABLE_METRICS,
+            **evaluation.MULTICLASS_COMPARABLE,
+            **evaluation.REGRESSION_COMPARABLE,
+        }
+        if value != "auto" and value not in known:
+            raise ValueError(f"metric must be 'auto' or one of {sorted(known)}")
         return value
 
 
@@ -134,13 +144,15 @@ class RetrainDecision:
 
 
 def decide_retrain(
-    challenger: evaluation.Metrics,
-    champion: evaluation.Metrics | None,
+    challenger: evaluation.Metrics | dict[str, Any],
+    champion: evaluation.Metrics | dict[str, Any] | None,
     *,
     metric: str,
     margin: float,
     deploy: bool,
     on_cluster: bool,
+    comparable: dict[str, bool] | None = None,
+    warnings: list[str] | tuple[str, ...] = (),
 ) -> RetrainDecision:
     """The challenger's fate from both models' metrics on the same holdout.
 
@@ -151,8 +163,19 @@ def decide_retrain(
         margin: By how much.
         deploy: Whether a better challenger is rolled out (else it is only reported).
         on_cluster: Whether a serving cluster is configured (a first champion is then deployed).
+        comparable: The task's comparable metrics (``Problem.comparable_metrics``; binary by default).
+        warnings: Why the challenger should not be promoted (worse than chance, too few steps): any
+            keeps the champion.
     """
-    verdict = evaluation.compare_to_champion(challenger, champion, margin=margin, metric=metric)
+    if warnings:
+        return RetrainDecision("keep", "challenger not promoted: " + "; ".join(warnings))
+    verdict = evaluation.compare_to_champion(
+        challenger,
+        champion,
+        margin=margin,
+        metric=metric,
+        comparable=comparable or evaluation.COMPARABLE_METRICS,
+    )
     if not verdict.better:
         return RetrainDecision("keep", verdict.reason)
     if champion is None:
@@ -254,16 +277,25 @@ def run_retrain(
     holdout = pd.read_parquet(
         io.BytesIO(registry.read_artifact(name, trained.version, registry.REFERENCE_ARTIFACT, client=client))
     )
-    labels = holdout[spec.target].to_numpy()
-    challenger = evaluation.evaluate_predictions(labels, holdout["probability"].to_numpy())
-    champion_version, champion = score_champion(name, holdout, labels, client=client)
+    card = registry.show_model(name, trained.version, client=client)
+    problem = Problem.from_dict(card.feature_spec.get("problem"), target=spec.target)
+    challenger = problem.evaluate(holdout[spec.target], problem.outputs_from_holdout(holdout))
+    champion_version, champion = score_champion(name, holdout, spec.target, client=client)
+    metric = problem.default_metric if parameters.metric == "auto" else parameters.metric
+    if metric not in problem.comparable_metrics:
+        raise InvalidInputError(
+            f"metric {metric!r} does not fit a {problem.task} model; choose one of "
+            f"{sorted(problem.comparable_metrics)} or 'auto'"
+        )
     decision = decide_retrain(
         challenger,
         champion,
-        metric=parameters.metric,
+        metric=metric,
         margin=parameters.margin,
         deploy=parameters.deploy,
         on_cluster=on_cluster,
+        comparable=problem.comparable_metrics,
+        warnings=list(card.metrics.get("warnings", [])),
     )
     outcome = RetrainOutcome(
         model=name,
@@ -275,9 +307,9 @@ def run_retrain(
         champion=champion_version,
         data_commit=trained.data_commit,
         holdout_rows=len(holdout),
-        metric=parameters.metric,
-        challenger_metric=getattr(challenger, parameters.metric),
-        champion_metric=getattr(champion, parameters.metric) if champion else None,
+        metric=metric,
+        challenger_metric=evaluation.metric_value(challenger, metric),
+        champion_metric=evaluation.metric_value(champion, metric),
         margin=parameters.margin,
     )
     outcome = _act(decision, outcome, parameters, client=client, deploy=deploy, publish=publish)
@@ -330,15 +362,15 @@ def _act(
 
 
 def score_champion(
-    model_name: str, holdout: pd.DataFrame, labels, *, client: lakefs.Client
-) -> tuple[str | None, evaluation.Metrics | None]:
+    model_name: str, holdout: pd.DataFrame, target: str, *, client: lakefs.Client
+) -> tuple[str | None, dict[str, Any] | None]:
     """The champion's version and its metrics on ``holdout``; ``(None, None)`` when there is none."""
     try:
         champion = Predictor.from_registry(model_name, "champion", client=client)
     except ModelNotFoundError:
         return None, None
-    probabilities = champion.predict(holdout[list(champion.features.columns)].to_dict("records"))
-    return champion.version, evaluation.evaluate_predictions(labels, probabilities)
+    outputs = champion.outputs_of_frame(holdout)
+    return champion.version, champion.problem.evaluate(holdout[target], outputs)
 
 
 def _cooled_down(

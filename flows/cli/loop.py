@@ -60,7 +60,13 @@ def retrain(
     model_name: Annotated[str, typer.Option(help="Model to retrain.")] = "loans-mlp",
     dataset: Annotated[str, typer.Option(help="Dataset to train on.")] = "loans",
     margin: Annotated[float, typer.Option(min=0, max=1, help="Required improvement on --metric.")] = 0.0,
-    metric: Annotated[str, typer.Option(help="roc_auc, accuracy, log_loss, brier_score, ...")] = "roc_auc",
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="auto (the task's default: roc_auc, log_loss or rmse), or roc_auc, accuracy, log_loss, "
+            "brier_score, macro_f1, rmse, mae, r2, ..."
+        ),
+    ] = "auto",
     cooldown: Annotated[
         int, typer.Option(min=0, help="Seconds; skip if the model was retrained sooner.")
     ] = 0,
