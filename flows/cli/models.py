@@ -24,9 +24,18 @@ def train(
     ] = "main",
     model_name: Annotated[str, typer.Option(help="Name to register the model under.")] = "loans-mlp",
     epochs: Annotated[
-        int, typer.Option(min=1, max=1000, help="Maximum epochs (early stopping may end sooner).")
-    ] = 8,
-    batch_size: Annotated[int, typer.Option(min=8, help="Rows per step on each rank.")] = 1024,
+        int | None,
+        typer.Option(
+            min=1,
+            max=1000,
+            help="Maximum epochs (early stopping may end sooner); unset: enough for about 2000 optimizer "
+            "steps on this data.",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(min=8, help="Rows per step on each rank; unset: about 1/32 of a rank's rows (16-1024)."),
+    ] = None,
     learning_rate: Annotated[float, typer.Option(min=0, help="Adam learning rate.")] = 3e-3,
     seed: Annotated[int, typer.Option(help="Same seed and data give the same weights.")] = 0,
     workers: Workers = None,

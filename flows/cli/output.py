@@ -45,15 +45,29 @@ def lineage(card: ModelCard) -> None:
     table.add_column("field")
     table.add_column("value", overflow="fold")
     holdout = card.metrics.get("holdout", {})
+    problem = card.feature_spec.get("problem") or {"task": "binary"}
+    shown = {
+        "binary": ("roc_auc", "pr_auc", "accuracy", "log_loss", "brier_score", "expected_calibration_error"),
+        "multiclass": ("accuracy", "macro_f1", "log_loss", "per_class_recall"),
+        "regression": ("rmse", "mae", "r2"),
+    }.get(problem["task"], ())
     rows = [
         ("data", f"lakefs://{card.data_repository}/{card.data_commit_id}"),
         ("contract report", card.contract_report),
+        ("task", f"{problem['task']} {problem.get('classes') or ''}".strip()),
+        (
+            "model factory",
+            f"{card.feature_spec.get('model', 'mlp')} {card.feature_spec.get('model_options', '')} "
+            f"({card.feature_spec.get('model_source', 'lockgate')})",
+        ),
         ("training config", ", ".join(f"{k}={v}" for k, v in card.training_config.items())),
         ("seed", str(card.seed)),
-        ("holdout ROC AUC", f"{holdout.get('roc_auc')}"),
+        ("holdout rows", str(holdout.get("holdout_rows", holdout.get("count")))),
+        *((f"holdout {name}", str(holdout.get(name))) for name in shown),
+        *(("WARNING", warning) for warning in card.metrics.get("warnings", [])),
         (
-            "holdout accuracy / log loss / ECE",
-            " / ".join(str(holdout.get(k)) for k in ("accuracy", "log_loss", "expected_calibration_error")),
+            "preprocessing SHA-256",
+            str(card.feature_spec.get("preprocessing_sha256", "(standardisation only)")),
         ),
         ("weights SHA-256", card.weights_sha256),
         ("code version", card.code_version),
