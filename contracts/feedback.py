@@ -27,3 +27,21 @@ class OutcomeLabel(pa.DataFrameModel):
         strict = True
         coerce = True
         unique = ["request_id", "record_index"]
+
+
+class OutcomeValue(OutcomeLabel):
+    """An observed outcome of a model of any task: a class label or a number (checked against the
+    model's classes, or as a number for a regressor, by ``tasks.feedback.check_labels``)."""
+
+    outcome: Series[object] = pa.Field(nullable=False, description="Observed class label or value.")
+
+    class Config:
+        strict = True
+        coerce = False
+        unique = ["request_id", "record_index"]
+
+
+class OutcomeNumber(OutcomeLabel):
+    """An observed outcome of a regressor: a finite number."""
+
+    outcome: Series[float] = pa.Field(nullable=False, description="Observed value.")

@@ -60,6 +60,9 @@ class VersionStats:
         self.errors += other.errors
         self.records += other.records
         self.latency_counts = [a + b for a, b in zip(self.latency_counts, other.latency_counts, strict=True)]
+        if not any(self.probability_counts) and len(other.probability_counts) != len(self.probability_counts):
+            # Nothing counted yet: take the bins of the first report (a task's own score bins).
+            self.probability_counts = [0] * len(other.probability_counts)
         self.probability_counts = [
             a + b for a, b in zip(self.probability_counts, other.probability_counts, strict=True)
         ]

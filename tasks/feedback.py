@@ -12,12 +12,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pandera.errors
 
-from contracts.feedback import LABEL_COLUMNS, OutcomeLabel
+from contracts.feedback import LABEL_COLUMNS, OutcomeLabel, OutcomeNumber, OutcomeValue
 from contracts.inference_log import label_object_path
 from infra.errors import LabelError
 from tasks import versioning
@@ -60,8 +60,12 @@ def read_label_file(path: str | Path) -> pd.DataFrame:
     raise LabelError(f"label file {str(path)!r}: use .csv, .jsonl or .parquet, not {suffix or 'no suffix'!r}")
 
 
-def check_labels(frame: pd.DataFrame, *, now: datetime | None = None) -> pd.DataFrame:
+def check_labels(frame: pd.DataFrame, *, now: datetime | None = None, problem: Any = None) -> pd.DataFrame:
     """The batch in contract form (``record_index`` 0 and ``observed_at`` now when absent).
+
+    Without ``problem`` (a ``tasks.problems.Problem``) outcomes are 0/1 (a binary classifier with
+    classes 0 and 1). With one, outcomes are the model's classes (matched by their text, so ``"1"``
+    read from a CSV is the class ``1``), or numbers for a regressor.
 
     Raises:
         LabelError: unknown or missing columns, an empty batch, or rows breaking the contract; the
@@ -88,11 +92,37 @@ def check_labels(frame: pd.DataFrame, *, now: datetime | None = None) -> pd.Data
     if prepared["request_id"].isna().any():
         raise LabelError(f"column 'request_id' is empty in {int(prepared['request_id'].isna().sum())} row(s)")
     prepared["request_id"] = prepared["request_id"].astype(str)
+    model = OutcomeLabel
+    if problem is not None and not (problem.task == "binary" and tuple(problem.classes) == (0, 1)):
+        prepared["outcome"] = _outcomes_of(prepared["outcome"], problem)
+        model = OutcomeNumber if problem.task == "regression" else OutcomeValue
     try:
-        validated = OutcomeLabel.validate(prepared[list(LABEL_COLUMNS)], lazy=True)
+        validated = model.validate(prepared[list(LABEL_COLUMNS)], lazy=True)
     except pandera.errors.SchemaErrors as errors:
         raise LabelError("label batch refused: " + _describe(errors.failure_cases)) from None
     return validated.reset_index(drop=True)
+
+
+def _outcomes_of(values: pd.Series, problem: Any) -> pd.Series:
+    """Outcomes as the model's own values: its classes (matched by text) or numbers."""
+    if problem.task == "regression":
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = values[numbers.isna()]
+        if len(bad):
+            raise LabelError(
+                f"outcome must be a number for a regression model; {len(bad)} row(s) are not, e.g. "
+                f"{bad.head(3).tolist()}"
+            )
+        return numbers.astype("float64")
+    by_text = {str(label): label for label in problem.classes}
+    mapped = values.map(lambda v: by_text.get(str(v)) if not pd.isna(v) else None)
+    bad = values[mapped.isna()]
+    if len(bad):
+        raise LabelError(
+            f"outcome must be one of the model's classes {list(problem.classes)}; {len(bad)} row(s) are not, "
+            f"e.g. {bad.head(3).tolist()}"
+        )
+    return mapped.astype(object)
 
 
 def ingest_labels(
@@ -101,10 +131,12 @@ def ingest_labels(
     client: lakefs.Client,
     repository: str,
     source: str = "",
+    problem: Any = None,
 ) -> LabelBatch:
     """Check ``frame`` and publish it as one commit on ``main`` of the inference repository
-    (``ServingSettings.inference_repository``: the labels sit beside the answers they label)."""
-    labels = check_labels(frame)
+    (``ServingSettings.inference_repository``: the labels sit beside the answers they label).
+    ``problem`` is the labelled model's task (``check_labels``)."""
+    labels = check_labels(frame, problem=problem)
     versioning.ensure_default_repository(repository, client=client)
     path = label_object_path(datetime.now(UTC), uuid.uuid4().hex)
     versioning.write_dataframe(labels, repository=repository, branch="main", path=path, client=client)

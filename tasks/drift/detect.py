@@ -63,6 +63,7 @@ def detect_drift(
             reference frame is empty.
     """
     config = config or DriftConfig()
+    config = config.model_copy(update={"min_samples": config.needed_samples(len(reference))})
     numeric, categorical = list(numeric), list(categorical)
     _check_columns(reference, current, numeric, categorical, prediction)
     if len(reference) == 0:
@@ -115,6 +116,11 @@ def detect_drift(
         status = INSUFFICIENT_DATA
     else:
         status = "ok"
+    notes = [
+        f"{test.name}: insufficient data: {_side_counts(test.reference_n, test.current_n, config.min_samples)}"
+        for test in [*features, *([prediction_test] if prediction_test else [])]
+        if test.status == INSUFFICIENT_DATA
+    ]
     return DriftReport(
         features=features,
         multivariate=multivariate,
@@ -125,7 +131,18 @@ def detect_drift(
         reference_rows=len(reference),
         current_rows=len(current),
         status=status,
+        notes=tuple(notes),
     )
+
+
+def _side_counts(reference_n: int, current_n: int, needed: int) -> str:
+    """Which side is short, by how much: the words of an "insufficient data" note."""
+    short = [
+        f"{side} has {count} value(s)"
+        for side, count in (("current window", current_n), ("reference", reference_n))
+        if count < needed
+    ]
+    return f"{' and '.join(short)}; {needed} needed per side"
 
 
 def _check_columns(

@@ -23,7 +23,10 @@ class DriftConfig(BaseModel):
         alpha: Family-wise significance level of the whole report (after correction).
         correction: Multiple-testing correction across all tests of the report.
         min_samples: Fewest non-missing values per side for a test to run; below it the test says
-            "insufficient data" and never alarms.
+            "insufficient data" and never alarms. Scaled down for a small reference: the test needs
+            ``min_samples_share`` of the reference's rows when that is fewer (at least 5).
+        min_samples_share: Share of the reference's rows a side needs when that is below
+            ``min_samples`` (small datasets are monitored too).
         psi_bins: Reference-quantile bins for the PSI of numeric features.
         mmd_permutations: Permutations for the MMD p-value; its smallest possible value is
             ``1 / (mmd_permutations + 1)``, so keep it above ``tests / alpha`` (200 suffices for up
@@ -39,6 +42,9 @@ class DriftConfig(BaseModel):
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="Family-wise significance level.")
     correction: Correction = Field(default="benjamini-hochberg", description="Multiple-testing correction.")
     min_samples: int = Field(default=200, ge=2, description="Fewest values per side for a test to run.")
+    min_samples_share: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="Share of a small reference's rows a side needs instead."
+    )
     psi_bins: int = Field(default=10, ge=2, description="Reference-quantile bins for numeric PSI.")
     mmd_permutations: int = Field(default=200, ge=1, description="Permutations for the MMD p-value.")
     mmd_max_samples: int = Field(default=1000, ge=2, description="Rows per side used by MMD.")
@@ -47,6 +53,13 @@ class DriftConfig(BaseModel):
     )
     max_outlier_rate: float = Field(default=0.05, ge=0.0, le=1.0, description="Outlier share tolerated.")
     seed: int = Field(default=0, ge=0, description="Seed for subsampling and permutations.")
+
+    def needed_samples(self, reference_rows: int) -> int:
+        """Values per side a test needs against a reference of ``reference_rows`` rows."""
+        return max(
+            min(self.min_samples, 5),
+            min(self.min_samples, math.ceil(self.min_samples_share * reference_rows)),
+        )
 
     @model_validator(mode="after")
     def _quantiles_ordered(self) -> DriftConfig:

@@ -138,9 +138,19 @@ def test_merge_leaves_the_other_stats_untouched() -> None:
 
 def test_merge_refuses_histograms_of_another_shape() -> None:
     mine = VersionStats()
+    mine.observe(1.0, probabilities=[0.5])
     other = VersionStats(probability_counts=[0] * (PROBABILITY_BINS + 1))
     with pytest.raises(ValueError):
         mine.merge(other)
+
+
+def test_an_empty_window_takes_the_bins_of_its_first_report() -> None:
+    # A multiclass model's scores are class indexes: three bins, not the probability's ten.
+    report = VersionStats()
+    report.observe(1.0, probabilities=[0.0, 2.0, 2.0], edges=[0.5, 1.5])
+    window = VersionStats()
+    window.merge(report)
+    assert window.probability_counts == [1, 0, 2]
 
 
 def test_error_rate() -> None:
