@@ -244,7 +244,8 @@ class Problem:
         return pd.DataFrame(rows)
 
     def warnings(self, metrics: Mapping[str, Any], *, optimizer_steps: int | None = None) -> list[str]:
-        """Why this model should not be promoted: worse than chance on its holdout, too few steps."""
+        """Why this model should not be promoted: worse than chance on its holdout, or too few optimizer
+        steps (``optimizer_steps``: give it when the run ended at its epoch limit, not by early stopping)."""
         found = []
         if self.task == "binary":
             auc, loss, base = metrics.get("roc_auc"), metrics.get("log_loss"), metrics.get("base_log_loss")

@@ -104,6 +104,7 @@ class TrainingResult:
     backend: str
     optimizer_steps: int = 0
     batch_size: int = 0
+    stopped_early: bool = False
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -194,7 +195,8 @@ def run_rank(
         torch.manual_seed(config.seed)
         options = model_options(config.model, config.hidden, config.model_options)
         model = build_model(config.model, preprocessor.width, problem.output_width, **options).to(device)
-        ddp = DistributedDataParallel(model)
+        # One rank has nothing to average: the wrapper would only add its hooks to every step.
+        ddp = DistributedDataParallel(model) if world > 1 else model
         optimizer = torch.optim.Adam(ddp.parameters(), lr=config.learning_rate)
         loss_fn = factory_loss(config.model, problem) or problem.loss()
         history: list[dict[str, float]] = []
@@ -216,6 +218,7 @@ def run_rank(
             )
         steps = _gather_max(math.ceil(len(x_train) / batch_size), device)
         last_saved = -math.inf
+        timings["data"] += clock.lap()  # model build, checkpoint lookup: setup, not the loop
         for epoch in range(start_epoch, epochs):
             if best["stale"] >= (config.patience or math.inf):
                 break
@@ -277,6 +280,7 @@ def run_rank(
             "features": preprocessor.to_dict(),
             "problem": problem.to_dict(),
             "optimizer_steps": steps * len(history),
+            "stopped_early": len(history) < epochs,
             "batch_size": batch_size,
             "history": history,
             "holdout": holdout_out,
@@ -386,6 +390,7 @@ def train_distributed(
         world_size=world,
         backend=lead["backend"],
         optimizer_steps=lead["optimizer_steps"],
+        stopped_early=lead["stopped_early"],
         batch_size=lead["batch_size"],
         timings={k: max(r["timings"][k] for r in results) for k in lead["timings"]},
     )

@@ -43,7 +43,9 @@ from tasks.training.run import TrainParameters, run_train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-LOOSE_SLO = SLOThresholds(p99_latency_ms=5_000, max_error_rate=0.05, max_prediction_psi=50.0, min_requests=10)
+LOOSE_SLO = SLOThresholds(
+    p99_latency_ms=5_000, max_error_rate=0.05, max_prediction_psi=50.0, min_requests=10, min_psi_records=20
+)
 # The first champion is trained briefly, so the retrain's adaptive default beats it.
 WEAK = TrainingConfig(epochs=2, batch_size=256, checkpoint_every_s=60)
 

@@ -226,3 +226,15 @@ def test_a_challenger_with_warnings_is_never_promoted() -> None:
         comparable={"rmse": False},
     )
     assert better.action == "roll-out"
+
+
+def test_records_encode_exactly_as_their_frame() -> None:
+    # transform_records (serving's hot path, plain lists) and transform (training, a frame) agree.
+    data = frame()
+    data.loc[3, "size"] = np.nan
+    data.loc[5, "colour"] = None
+    _, pre, _ = fitted(data)
+    records = data[list(pre.columns)].astype(object).where(data.notna(), None).to_dict("records")
+    records[7]["colour"] = "purple"  # unseen: the unknown bucket in both
+    expected = pre.transform(pd.DataFrame(records))
+    np.testing.assert_array_equal(pre.transform_records(records), expected)
