@@ -238,3 +238,44 @@ def test_records_encode_exactly_as_their_frame() -> None:
     records[7]["colour"] = "purple"  # unseen: the unknown bucket in both
     expected = pre.transform(pd.DataFrame(records))
     np.testing.assert_array_equal(pre.transform_records(records), expected)
+
+
+def test_a_version_whose_factory_is_not_installed_is_refused_naming_it() -> None:
+    from types import SimpleNamespace
+
+    from infra.errors import ModelFactoryError
+    from tasks.predictor import rebuild
+
+    pre = Preprocessor.standardise(["a"], [0.0], [1.0])
+    card = SimpleNamespace(
+        model_name="m",
+        version="v3",
+        feature_spec={
+            "preprocessing": pre.to_dict(),
+            "preprocessing_sha256": pre.sha256(),
+            "model": "gradient-forest",
+            "model_options": {},
+            "model_source": "forest-models==1.2",
+        },
+    )
+    with pytest.raises(
+        ModelFactoryError, match=r"'gradient-forest' \(forest-models==1.2\), which is not installed"
+    ):
+        rebuild(card, {})
+
+
+def test_altered_preprocessing_is_refused() -> None:
+    from types import SimpleNamespace
+
+    from infra.errors import ModelIntegrityError
+    from tasks.predictor import rebuild
+
+    pre = Preprocessor.standardise(["a"], [0.0], [1.0])
+    altered = Preprocessor.standardise(["a"], [5.0], [1.0])
+    card = SimpleNamespace(
+        model_name="m",
+        version="v1",
+        feature_spec={"preprocessing": altered.to_dict(), "preprocessing_sha256": pre.sha256()},
+    )
+    with pytest.raises(ModelIntegrityError, match="does not match the recorded SHA-256"):
+        rebuild(card, {})
