@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.slo import SLOThresholds
 from infra.naming import MODEL_NAME_PATTERN
+from infra.settings import model_name_from_settings
 
 RolloutOutcome = Literal["promoted", "already-champion"]
 
@@ -81,7 +82,11 @@ def parse_plan(text: str, *, hold_s: float) -> list[RolloutStep]:
 class DeployParameters(BaseModel):
     """Which version to roll out, how, and what it must meet on live traffic."""
 
-    model_name: str = Field("loans-mlp", pattern=MODEL_NAME_PATTERN, description="Model.")
+    model_name: str = Field(
+        default_factory=model_name_from_settings,
+        pattern=MODEL_NAME_PATTERN,
+        description="Model; unset: LOCKGATE_MODEL_NAME (or '<dataset>-mlp' of LOCKGATE_DATASET).",
+    )
     version: str = Field(
         "challenger", min_length=1, description="Version to roll out: v3, 'challenger' or 'latest'."
     )

@@ -117,12 +117,16 @@ def _dataset_of(settings: ServingSettings, routes: list[dict], lakefs: LakeFSSet
                 "cannot read the model card of %s (%s); using dataset %r", routes[0], error, settings.dataset
             )
     if card is not None:
-        from tasks.datasets import find_dataset_for_repository
+        from tasks.datasets import dataset_of_card
 
-        name = card.feature_spec.get("dataset")
-        spec = get_dataset(name) if name else find_dataset_for_repository(card.data_repository)
-        if spec is not None:
-            return spec, card
+        return dataset_of_card(card), card
+    if not settings.dataset:
+        from infra.errors import ConfigurationError
+
+        raise ConfigurationError(
+            "the served model's card could not be read and no dataset is set: set LOCKGATE_DATASET (or "
+            "LOCKGATE_SERVING_DATASET) so the ingress knows its request contract"
+        )
     return get_dataset(settings.dataset), card
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from contracts.rollout import FaultInjection
 from infra.errors import RayUnavailableError, ServingError
 from infra.processes import set_environment_defaults
-from infra.settings import THROUGHPUT_ENVIRONMENT, LakeFSSettings, ServingSettings
+from infra.settings import THROUGHPUT_ENVIRONMENT, LakeFSSettings, ServingSettings, require_model_name
 from serving.control import control_actor, existing_control_actor
 from serving.routing import Route, RoutingTable
 
@@ -91,12 +91,17 @@ def start_serving(
 
     The champion is looked up in the registry once, to name its app by version (``v3``); when the
     registry is unreachable the app is named by the ref (``champion``) and loads when it can: ``/health``
-    says not ready meanwhile, and nothing restarts in a loop.
+    says not ready meanwhile, and nothing restarts in a loop. The request contract is that of the
+    dataset the served version's card names, so no dataset setting is needed.
+
+    Raises:
+        ConfigurationError: ``settings`` name no model (``model_name``, ``LOCKGATE_MODEL_NAME``).
     """
     from ray import serve
 
     from serving.app import ingress_app, model_app, model_app_name
 
+    require_model_name(settings.model_name)
     ref = _resolve_ref(settings, settings.initial_ref, lakefs)  # an unknown model fails before Ray starts
     connect_ray(settings)
     serve.start(http_options={"host": settings.host, "port": settings.port})
@@ -147,10 +152,11 @@ def stop_serving(settings: ServingSettings) -> None:
     if settings.app_name in apps:
         serve.delete(settings.app_name)
     # This app's model versions only: another app may share the prefix (e.g. 'lockgate-canary').
-    prefix = model_app_name(settings.app_name, settings.model_name, "")
-    for name in apps:
-        if name.startswith(prefix):
-            serve.delete(name)
+    if settings.model_name:
+        prefix = model_app_name(settings.app_name, settings.model_name, "")
+        for name in apps:
+            if name.startswith(prefix):
+                serve.delete(name)
     _kill_control(settings.app_name)
 
 
@@ -228,7 +234,7 @@ def deploy_version(
 
     from serving.app import MODEL_DEPLOYMENT, model_app, model_app_name
 
-    app = model_app_name(settings.app_name, settings.model_name, version)
+    app = model_app_name(settings.app_name, require_model_name(settings.model_name), version)
     serve.run(
         model_app(settings, version, lakefs=lakefs, faults=faults),
         name=app,

@@ -414,3 +414,23 @@ def get_dataset(name: str) -> DatasetSpec:
     if name not in datasets:
         raise UnknownDatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(datasets))}")
     return datasets[name].check()
+
+
+def dataset_of_card(card: Any) -> DatasetSpec:
+    """The declared dataset a model version was trained on: the one its card names, or (older cards)
+    the one stored in its data repository. Serving, monitoring and the commands follow the model this
+    way, so a second dataset needs no setting.
+
+    Raises:
+        UnknownDatasetError: that dataset is not declared here (install the package that declares it).
+    """
+    name = card.feature_spec.get("dataset")
+    if name:
+        return get_dataset(name)
+    spec = find_dataset_for_repository(card.data_repository)
+    if spec is None:
+        raise UnknownDatasetError(
+            f"{card.model_name} {card.version} was trained on lakeFS repository {card.data_repository!r}, "
+            "where no declared dataset lives (see `lockgate datasets`)"
+        )
+    return spec

@@ -29,6 +29,7 @@ from contracts.rollout import DeployParameters, RolloutResult, RolloutStep, defa
 from contracts.slo import SLOThresholds
 from infra.errors import InvalidInputError, ModelNotFoundError
 from infra.naming import MODEL_NAME_PATTERN
+from infra.settings import dataset_from_settings, model_name_from_settings
 from tasks import evaluation, publishing, registry
 from tasks.clock import Clock
 from tasks.datasets import check_dataset_name, get_dataset
@@ -49,8 +50,15 @@ Action = Literal["keep", "first-champion", "first-deployment", "roll-out", "not-
 class RetrainParameters(BaseModel):
     """What to retrain, what "better" means, and how to roll the winner out."""
 
-    model_name: str = Field("loans-mlp", pattern=MODEL_NAME_PATTERN, description="Model.")
-    dataset: str = Field("loans", description="Dataset to train on (see `lockgate datasets`).")
+    model_name: str = Field(
+        default_factory=model_name_from_settings,
+        pattern=MODEL_NAME_PATTERN,
+        description="Model; unset: LOCKGATE_MODEL_NAME (or '<dataset>-mlp' of LOCKGATE_DATASET).",
+    )
+    dataset: str = Field(
+        default_factory=dataset_from_settings,
+        description="Dataset to train on (see `lockgate datasets`); unset: LOCKGATE_DATASET.",
+    )
     ref: str = Field("main", min_length=1, description="Data ref; pinned to its newest commit at the start.")
     trigger: Trigger = Field("manual", description="What started the run (set by automations).")
     trigger_event: str = Field("", max_length=200, description="ID of the event that started it, if any.")

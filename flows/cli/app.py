@@ -43,6 +43,8 @@ def validation_problems(error: Any) -> str:
     """A pydantic ``ValidationError`` field by field, without the values (they may be secrets)."""
     problems = []
     for problem in error.errors(include_input=False, include_url=False):
+        if problem["type"] == "default_factory_not_called":
+            continue  # a default derived from a field refused above (e.g. a model name from its dataset)
         field = ".".join(str(part) for part in problem["loc"]) or "settings"
         problems.append(f"{field}: {problem['msg'].removeprefix('Value error, ')}")
     return "; ".join(problems)

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from flows.cli.app import app
+from flows.cli.options import Dataset, ModelName, settings_with
 
 
 @app.command("relay", rich_help_panel="The loop")
@@ -24,9 +25,13 @@ def relay(
 
 
 @app.command("worker", rich_help_panel="The loop")
-def worker() -> None:
+def worker(dataset: Dataset = None, model_name: ModelName = None) -> None:
     """Serve every lockgate flow as a Prefect deployment (schedules, event triggers, UI runs) from this
-    process until Ctrl+C. Point PREFECT_API_URL at the Prefect server; `lockgate up` runs this for you."""
-    from flows.deployments import main as serve_deployments
+    process until Ctrl+C, for one dataset and its model (LOCKGATE_AUTOMATION_* for the rest). Point
+    PREFECT_API_URL at the Prefect server; `lockgate up` runs this for you."""
+    from flows.deployments import serve_deployments
+    from infra.settings import AutomationSettings, WorkloadSettings
 
-    serve_deployments()
+    if dataset and not model_name:  # the model of the dataset given, not the one configured for another
+        model_name = WorkloadSettings().model_for(dataset)
+    serve_deployments(settings_with(AutomationSettings, dataset=dataset, model_name=model_name))

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
     from infra.lakefs_server.launcher import EmbeddedLakeFS
     from infra.settings import LakeFSSettings
+    from tasks.datasets import DatasetSpec
     from tasks.publishing import Publisher
+    from tasks.registry import ModelCard
 
 
 @dataclass(frozen=True)
@@ -74,3 +76,23 @@ def publisher() -> Publisher:
 
         return PrefectPublisher()
     return RecordingPublisher()
+
+
+def dataset_of_card(card: ModelCard) -> DatasetSpec:
+    """The declared dataset a model version was trained on (``tasks.datasets.dataset_of_card``)."""
+    from tasks.datasets import dataset_of_card as of_card
+
+    return of_card(card)
+
+
+def dataset_of_model(model_name: str, *, client: lakefs.Client) -> str | None:
+    """The dataset the newest version of ``model_name`` was trained on; ``None`` for a model not yet
+    registered."""
+    from infra.errors import ModelNotFoundError
+    from tasks.registry import LATEST, show_model
+
+    try:
+        card = show_model(model_name, LATEST, client=client)
+    except ModelNotFoundError:
+        return None
+    return dataset_of_card(card).name

@@ -16,7 +16,7 @@ from rich.table import Table
 from flows.cli import output
 from flows.cli.app import app, console, fail
 from flows.cli.context import lakefs_connection, publisher
-from flows.cli.options import DataDir
+from flows.cli.options import DataDir, Dataset, given
 
 data_app = typer.Typer(
     help="A dataset's versions in lakeFS: its commits, its objects at a ref, what changed between refs.",
@@ -44,18 +44,27 @@ def list_datasets() -> None:
     from tasks.datasets import available_datasets
 
     table = Table(title="Datasets")
-    for column in ("name", "repository", "key", "target", "features", "description"):
-        table.add_column(column)
+    for column in ("name", "task", "repository", "key", "target", "features", "description", "problems"):
+        table.add_column(column, overflow="fold")
+    unusable = 0
     for spec in available_datasets().values():
+        problems = spec.problems()
+        unusable += bool(problems)
         table.add_row(
             spec.name,
+            spec.task,
             spec.repository,
             ",".join(spec.key_columns),
             spec.target,
             str(len(spec.feature_columns)),
             spec.description,
+            "[red]" + "; ".join(problems) + "[/]" if problems else "none",
         )
     console.print(table)
+    if unusable:
+        console.print(
+            f"[red]{unusable} dataset(s) cannot be used until their spec is fixed (see problems).[/]"
+        )
 
 
 @app.command("generate", rich_help_panel="Data")
@@ -68,11 +77,12 @@ def generate(
         ),
     ],
     dataset: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="'loans' (generated, any size), or real data: 'breast-cancer', 'penguins' or 'diabetes'."
+            help="'loans' (generated, any size), or real data: 'breast-cancer', 'penguins' or 'diabetes'. "
+            "[default: LOCKGATE_DATASET]"
         ),
-    ] = "loans",
+    ] = None,
     rows: Annotated[int, typer.Option(min=0, help="Loan applications to generate.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed: the same options give the same rows.")] = 0,
     function: Annotated[
@@ -93,18 +103,20 @@ def generate(
 ) -> None:
     """Write a batch of a dataset to a local file or S3: loan applications (Agrawal et al. 1993
     schema) with knobs for drift and defects, or a real data set (breast-cancer, penguins, diabetes)."""
+    from flows.demo import DEMO_DATASET as GENERATED  # the dataset tasks.generate writes
     from infra.clients import make_s3_client
     from infra.errors import LockgateError
-    from infra.settings import S3Settings
+    from infra.settings import S3Settings, WorkloadSettings, require_dataset
     from tasks.generate import GeneratorConfig, write_batch
     from tasks.sample_data import SAMPLE_DATASETS, write_sample_data
 
+    dataset = require_dataset(dataset or WorkloadSettings().dataset)
     s3_client = make_s3_client(S3Settings()) if destination.startswith("s3://") else None
     if destination.endswith("/") or Path(destination).is_dir():
         # A folder or bucket prefix: name the file after what is in it.
         name = (
             f"{dataset}-seed{seed}.{file_format.value}"
-            if dataset == "loans"
+            if dataset == GENERATED
             else f"{dataset}.{file_format.value}"
         )
         destination = destination.rstrip("/") + "/" + name
@@ -112,7 +124,7 @@ def generate(
         with console.status(f"Writing {destination} ..."):
             if dataset in SAMPLE_DATASETS:
                 write_sample_data(dataset, destination, file_format=file_format.value, s3_client=s3_client)
-            elif dataset == "loans":
+            elif dataset == GENERATED:
                 config = GeneratorConfig(
                     rows=rows,
                     seed=seed,
@@ -124,7 +136,7 @@ def generate(
                 )
                 write_batch(config, destination, file_format=file_format.value, s3_client=s3_client)
             else:
-                known = ", ".join(repr(name) for name in ("loans", *SAMPLE_DATASETS))
+                known = ", ".join(repr(name) for name in (GENERATED, *SAMPLE_DATASETS))
                 fail(f"no generator for dataset {dataset!r}: use one of {known}", code=2)
     except LockgateError as error:
         fail(str(error), code=2)
@@ -139,7 +151,7 @@ def ingest(
             help="Local file, directory or glob, or s3:// URI, of CSV, Parquet or JSON-lines files."
         ),
     ],
-    dataset: Annotated[str, typer.Option(help="Dataset to ingest into (see `lockgate datasets`).")] = "loans",
+    dataset: Dataset = None,
     chunk_rows: Annotated[
         int, typer.Option(min=1_000, max=5_000_000, help="Rows held in memory at once while reading.")
     ] = 250_000,
@@ -154,7 +166,11 @@ def ingest(
     from infra.settings import S3Settings
     from tasks.ingestion import IngestParameters, run_ingest
 
-    parameters = IngestParameters(source=source, dataset=dataset, chunk_rows=chunk_rows)
+    parameters = IngestParameters(
+        source=source,
+        **given(dataset=dataset),  # unset: LOCKGATE_DATASET
+        chunk_rows=chunk_rows,
+    )
     s3_client = s3_client_for(source, S3Settings())
     with (
         lakefs_connection(data_dir) as connection,
@@ -165,7 +181,7 @@ def ingest(
             console=console,
         ) as progress,
     ):
-        task_id = progress.add_task(f"ingesting {source} into {dataset}", total=None)
+        task_id = progress.add_task(f"ingesting {source} into {parameters.dataset}", total=None)
         try:
             result = run_ingest(
                 parameters,
@@ -191,20 +207,39 @@ def ingest(
 @app.command("labels", rich_help_panel="Data")
 def labels(
     path: Annotated[Path, typer.Argument(help="CSV, JSON-lines or Parquet file of outcomes.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="The labelled model: outcomes are checked against its champion's task (its classes, or "
+            "numbers for a regressor). Unset: outcomes are 0/1.",
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Store observed outcomes for answered requests: columns request_id (the X-Request-ID the serving app
-    returned), outcome (0/1), optional record_index (default 0) and observed_at (default now). The next
-    monitor pass measures live quality from them. A bad file is refused whole, nothing stored.
+    returned), outcome (0/1; with --model, one of the model's classes or a number), optional record_index
+    (default 0) and observed_at (default now). The next monitor pass measures live quality from them. A bad
+    file is refused whole, nothing stored.
 
     They go to the inference repository the serving app logs to (LOCKGATE_SERVING_INFERENCE_REPOSITORY)."""
     from infra.settings import ServingSettings
+    from tasks import registry
     from tasks.feedback import ingest_labels, read_label_file
+    from tasks.problems import Problem
 
     repository = ServingSettings().inference_repository
     frame = read_label_file(path)
     with lakefs_connection(data_dir) as connection:
-        batch = ingest_labels(frame, client=connection.client, repository=repository, source=path.name)
+        problem = None
+        if model is not None:
+            card = registry.show_model(model, "champion", client=connection.client)
+            problem = Problem.from_dict(
+                card.feature_spec.get("problem"), target=card.feature_spec.get("target")
+            )
+        batch = ingest_labels(
+            frame, client=connection.client, repository=repository, source=path.name, problem=problem
+        )
     console.print(f"stored {batch.rows} label(s) at {batch.location}", highlight=False)
 
 

@@ -12,7 +12,7 @@ import typer
 from flows.cli import output
 from flows.cli.app import app, console
 from flows.cli.context import lakefs_connection, publisher
-from flows.cli.options import DataDir, Hold, Workers, settings_with
+from flows.cli.options import DataDir, Hold, ModelName, Workers, given, settings_with
 
 # Where `lockgate retrain --cooldown` keeps the last start per model when no Prefect API is configured.
 COOLDOWNS_FILE = Path(".lockgate/retrain-cooldowns.json")
@@ -20,10 +20,19 @@ COOLDOWNS_FILE = Path(".lockgate/retrain-cooldowns.json")
 
 @app.command("monitor", rich_help_panel="The loop")
 def monitor(
-    model_name: Annotated[str, typer.Option(help="Model whose champion is watched.")] = "loans-mlp",
+    model_name: ModelName = None,
     alpha: Annotated[float, typer.Option(min=0.0001, max=0.5, help="Family-wise significance level.")] = 0.05,
     from_start: Annotated[bool, typer.Option(help="Ignore the cursor and read every logged row.")] = False,
     emit_events: Annotated[bool, typer.Option(help="Emit drift / SLO events for automations.")] = True,
+    min_samples: Annotated[
+        int,
+        typer.Option(
+            min=2, help="Fewest values per side for a drift test; a small reference needs half its rows."
+        ),
+    ] = 200,
+    min_labels: Annotated[
+        int, typer.Option(min=1, help="Fewest matched labels to judge live quality.")
+    ] = 100,
     data_dir: DataDir = None,
 ) -> None:
     """Run one monitor pass now: drift, outliers, quality and SLOs of what the champion answered since
@@ -37,12 +46,16 @@ def monitor(
     from tasks.monitoring import MonitorParameters, report_run_name, run_monitor
 
     parameters = MonitorParameters(
-        model_name=model_name, drift=DriftConfig(alpha=alpha), from_start=from_start, emit_events=emit_events
+        **given(model_name=model_name),  # unset: LOCKGATE_MODEL_NAME
+        drift=DriftConfig(alpha=alpha, min_samples=min_samples),
+        from_start=from_start,
+        emit_events=emit_events,
+        min_labels=min_labels,
     )
     repository = ServingSettings().inference_repository
     with (
         lakefs_connection(data_dir) as connection,
-        console.status(f"Checking {model_name}'s live traffic ..."),
+        console.status(f"Checking {parameters.model_name}'s live traffic ..."),
     ):
         summary = run_monitor(
             parameters,
@@ -57,8 +70,14 @@ def monitor(
 
 @app.command("retrain", rich_help_panel="The loop")
 def retrain(
-    model_name: Annotated[str, typer.Option(help="Model to retrain.")] = "loans-mlp",
-    dataset: Annotated[str, typer.Option(help="Dataset to train on.")] = "loans",
+    model_name: ModelName = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="Dataset to train on. [default: the champion's own dataset (its model card), else "
+            "LOCKGATE_DATASET]"
+        ),
+    ] = None,
     margin: Annotated[float, typer.Option(min=0, max=1, help="Required improvement on --metric.")] = 0.0,
     metric: Annotated[
         str,
@@ -78,30 +97,36 @@ def retrain(
     data_dir: DataDir = None,
 ) -> None:
     """Retrain now: train a challenger on the newest validated data, score it and the champion on the same
-    fresh holdout, and roll it out only if it wins by --margin."""
+    fresh holdout, and roll it out only if it wins by --margin. The data is the model's own dataset (its
+    newest model card), unless --dataset names one."""
     from contracts.rollout import default_plan
+    from flows.cli.context import dataset_of_model
     from infra.clients import dask_client
-    from infra.settings import DaskSettings, ServingSettings
+    from infra.settings import DaskSettings, ServingSettings, WorkloadSettings
     from serving.operations import RayServing
     from serving.rollout import run_rollout
     from tasks.clock import SYSTEM_CLOCK
     from tasks.retraining import FileCooldowns, RetrainParameters, run_retrain
     from tasks.training import run_train
 
-    parameters = RetrainParameters(
-        model_name=model_name,
-        dataset=dataset,
-        margin=margin,
-        metric=metric,
-        cooldown_s=cooldown,
-        deploy=deploy,
-        plan=default_plan(hold),
-    )
+    workload = WorkloadSettings()
+    if model_name is None:
+        model_name = workload.model_for(dataset) if dataset else workload.required_model_name()
     dask = settings_with(DaskSettings, n_workers=workers)
     serving = ServingSettings(model_name=model_name)
     publish = publisher()
     with lakefs_connection(data_dir) as connection, console.status(f"Retraining {model_name} ..."):
         client = connection.client
+        parameters = RetrainParameters(
+            # unset: the model's own dataset; a model not yet registered: LOCKGATE_DATASET
+            **given(dataset=dataset or dataset_of_model(model_name, client=client)),
+            model_name=model_name,
+            margin=margin,
+            metric=metric,
+            cooldown_s=cooldown,
+            deploy=deploy,
+            plan=default_plan(hold),
+        )
         outcome = run_retrain(
             parameters,
             client=client,

@@ -13,16 +13,16 @@ from rich.table import Table
 from flows.cli import output
 from flows.cli.app import app, console, models_app
 from flows.cli.context import lakefs_connection, publisher
-from flows.cli.options import DataDir, Workers, settings_with
+from flows.cli.options import DataDir, Dataset, ModelName, Workers, given, settings_with
 
 
 @app.command("train", rich_help_panel="Models")
 def train(
-    dataset: Annotated[str, typer.Option(help="Dataset to train on (see `lockgate datasets`).")] = "loans",
+    dataset: Dataset = None,
     ref: Annotated[
         str, typer.Option(help="Branch, tag or commit of the dataset; pinned to its commit at the start.")
     ] = "main",
-    model_name: Annotated[str, typer.Option(help="Name to register the model under.")] = "loans-mlp",
+    model_name: ModelName = None,
     epochs: Annotated[
         int | None,
         typer.Option(
@@ -60,15 +60,14 @@ def train(
     from tasks.training import TrainingConfig, TrainParameters, run_train
 
     parameters = TrainParameters(
-        dataset=dataset,
+        **given(dataset=dataset, model_name=model_name),  # unset: LOCKGATE_DATASET / LOCKGATE_MODEL_NAME
         ref=ref,
-        model_name=model_name,
         alias=alias,
         config=TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed),
     )
     dask = settings_with(DaskSettings, n_workers=workers, scheduler_address=scheduler)
     with lakefs_connection(data_dir) as connection:
-        with console.status(f"Training {model_name} on {dataset}@{ref} ..."):
+        with console.status(f"Training {parameters.model_name} on {parameters.dataset}@{ref} ..."):
             result = run_train(
                 parameters,
                 client=connection.client,
@@ -76,7 +75,11 @@ def train(
                 publish=publisher(),
                 run_id=uuid.uuid4().hex,
             )
-        output.lineage(registry.show_model(model_name, result.version, client=connection.client))
+        output.lineage(registry.show_model(parameters.model_name, result.version, client=connection.client))
+    for warning in result.warnings:
+        console.print(
+            f"[yellow]WARNING[/] {parameters.model_name} {result.version}: {warning} (never promoted)"
+        )
 
 
 @models_app.command("list")

@@ -20,8 +20,17 @@ DataDir = Annotated[
         "LOCKGATE_LAKEFS_ENDPOINT names no lakeFS. [default: .lockgate/lakefs]",
     ),
 ]
-ModelName = Annotated[str, typer.Option("--model-name", help="Registered model name.")]
-Dataset = Annotated[str, typer.Option("--dataset", help="Declared dataset (see `lockgate datasets`).")]
+ModelName = Annotated[
+    str | None,
+    typer.Option(
+        "--model-name",
+        help="Registered model name. [default: LOCKGATE_MODEL_NAME, else <dataset>-mlp of LOCKGATE_DATASET]",
+    ),
+]
+Dataset = Annotated[
+    str | None,
+    typer.Option("--dataset", help="Declared dataset (see `lockgate datasets`). [default: LOCKGATE_DATASET]"),
+]
 Workers = Annotated[
     int | None,
     typer.Option(
@@ -46,6 +55,11 @@ Hold = Annotated[
 SettingsT = TypeVar("SettingsT")
 
 
+def given(**options: Any) -> dict[str, Any]:
+    """The options that were given (not ``None``): what a class's own defaults must not override."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def settings_with(settings_class: type[SettingsT], **options: Any) -> SettingsT:
     """``settings_class`` with the options that were given (not ``None``) over the environment."""
-    return settings_class(**{name: value for name, value in options.items() if value is not None})
+    return settings_class(**given(**options))

@@ -27,13 +27,13 @@ report_app = typer.Typer(
 app.add_typer(report_app, name="report", rich_help_panel="The loop")
 
 LATEST = "latest"
-DEFAULT_MODEL = "loans-mlp"
 Model = Annotated[
     str | None,
     typer.Option(
         "--model",
         "--model-name",
-        help=f"Model whose latest monitor report is meant. [default: {DEFAULT_MODEL}]",
+        help="Model whose latest monitor report is meant. [default: LOCKGATE_MODEL_NAME, else "
+        "<LOCKGATE_DATASET>-mlp]",
     ),
 ]
 Dataset = Annotated[
@@ -165,7 +165,11 @@ def _locate(
             _refuse("--model picks a monitor report and --dataset a contract report: give one")
         if dataset:
             return _latest_contract_report(dataset, client=client)
-        return latest_report(client, model or DEFAULT_MODEL)
+        if model is None:
+            from infra.settings import WorkloadSettings
+
+            model = WorkloadSettings().required_model_name()
+        return latest_report(client, model)
     if model or dataset:
         _refuse(f"{report!r} names its report already: drop --model / --dataset (they pick the latest)")
     repository, ref, path = versioning.parse_uri(report)

@@ -27,7 +27,8 @@ def show_settings(
     groups: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Only these groups: lakefs, embedded-lakefs, s3, dask, serving, relay, automation, stack."
+            help="Only these groups: workload, lakefs, embedded-lakefs, s3, dask, serving, relay, "
+            "automation, stack."
         ),
     ] = None,
     overrides: Annotated[
@@ -96,6 +97,7 @@ def show_settings(
 def _group(settings: type) -> str:
     """``LakeFSSettings`` -> ``lakefs``, ``EmbeddedLakeFSSettings`` -> ``embedded-lakefs``."""
     names = {
+        "WorkloadSettings": "workload",
         "LakeFSSettings": "lakefs",
         "EmbeddedLakeFSSettings": "embedded-lakefs",
         "S3Settings": "s3",

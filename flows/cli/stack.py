@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,7 @@ import typer
 from rich.table import Table
 
 from flows.cli.app import app, console, error_console, fail
+from flows.cli.options import ModelName
 from infra import stack
 
 StackDir = Annotated[
@@ -89,6 +91,14 @@ def up(
     timeout: Annotated[
         float, typer.Option(min=1, help="Seconds each service may take to become healthy.")
     ] = 120.0,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="Dataset the deployments and the serving app work on (see `lockgate datasets`). "
+            "[default: LOCKGATE_DATASET, else the demo's loans]"
+        ),
+    ] = None,
+    model_name: ModelName = None,
 ) -> None:
     """Start the whole stack in the background and wait until every service is healthy.
 
@@ -96,7 +106,8 @@ def up(
     the webhook relay, the serving app (only once a champion model exists; until then deploy_flow starts
     it) and every lockgate flow deployment (schedules and triggers). Logs go to DATA_DIR/logs.
 
-    Afterwards `source DATA_DIR/stack.env` points the lockgate CLI at the stack. Running `up` again while
+    Afterwards `source DATA_DIR/stack.env` points the lockgate CLI at the stack (its dataset and model
+    too: LOCKGATE_DATASET, LOCKGATE_MODEL_NAME). Running `up` again while
     the stack runs only shows its status. A service that fails stops what was started and exits 1
     with the end of its log.
     """
@@ -120,6 +131,7 @@ def up(
     settings = _stack_settings(data_dir)
     data_dir = settings.dir
     configured = settings.webhook_secret
+    dataset, model_name = _workload(dataset, model_name)
     config = stack.StackConfig(
         stack_dir=data_dir,
         webhook_secret=configured.get_secret_value() if configured else None,
@@ -128,10 +140,14 @@ def up(
         ray_dashboard=ray_dashboard,
         ray_env=_ray_environment(),
         ready_timeout_s=timeout,
+        dataset=dataset,
+        model_name=model_name,
     ).resolved()
     console.print(f"Starting the lockgate stack in [bold]{config.stack_dir}[/] ...", highlight=False)
     try:
-        state = stack.start_stack(config, start_serving=_champion_exists, on_event=_print_event)
+        state = stack.start_stack(
+            config, start_serving=partial(_champion_exists, model_name=model_name), on_event=_print_event
+        )
     except stack.StackRunningError as error:
         if error.state is None:
             fail(str(error))
@@ -149,6 +165,7 @@ def up(
         fail(str(error))
     status = stack.stack_status(config.stack_dir)
     _print_status(status)
+    console.print(f"Dataset {dataset}, model {model_name}.", highlight=False)
     console.print(f"Point the lockgate CLI at it: [bold]source {state.env_file}[/]", highlight=False)
     console.print(
         "Webhook secret (sign /hooks requests with it): "
@@ -284,13 +301,25 @@ def _ray_environment() -> dict[str, str]:
     return dict(THROUGHPUT_ENVIRONMENT) if ServingSettings().throughput_tuning else {}
 
 
-def _champion_exists(env: Mapping[str, str]) -> bool:
+def _workload(dataset: str | None, model_name: str | None) -> tuple[str, str]:
+    """The stack's dataset and model: the options, else the settings, else the demo's (loans); an unknown
+    dataset is refused before anything starts."""
+    from flows.demo import DEMO_DATASET
+    from infra.settings import WorkloadSettings
+    from tasks.datasets import get_dataset
+
+    workload = WorkloadSettings()
+    dataset = get_dataset(dataset or workload.dataset or DEMO_DATASET).name
+    return dataset, model_name or workload.model_for(dataset)
+
+
+def _champion_exists(env: Mapping[str, str], *, model_name: str) -> bool:
     """Whether the served model has a champion in the stack's registry (then `up` starts serving)."""
     from pydantic import SecretStr
 
     from infra.clients import make_lakefs_client
     from infra.errors import LockgateError, ModelNotFoundError
-    from infra.settings import LakeFSSettings, ServingSettings
+    from infra.settings import LakeFSSettings
     from tasks.registry import get_alias
 
     settings = LakeFSSettings(
@@ -298,7 +327,6 @@ def _champion_exists(env: Mapping[str, str]) -> bool:
         access_key_id=env["LOCKGATE_LAKEFS_ACCESS_KEY_ID"],
         secret_access_key=SecretStr(env["LOCKGATE_LAKEFS_SECRET_ACCESS_KEY"]),
     )
-    model_name = ServingSettings().model_name
     try:
         get_alias(model_name, "champion", client=make_lakefs_client(settings))
     except ModelNotFoundError:

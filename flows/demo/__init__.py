@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from flows.demo.serving import DEMO_DATASET, DEMO_MODEL
 from flows.demo.versioning import (
     DEMO_DATA_PATH,
     DEMO_REPOSITORY,
@@ -51,7 +52,9 @@ if TYPE_CHECKING:
     from tasks.training import TrainResult
 
 __all__ = [
+    "DEMO_DATASET",
     "DEMO_DATA_PATH",
+    "DEMO_MODEL",
     "DEMO_REPOSITORY",
     "DemoOptions",
     "DemoReporter",
@@ -59,9 +62,6 @@ __all__ = [
     "make_demo_readings",
     "run_demo",
 ]
-
-DEMO_MODEL = "loans-mlp"
-DEMO_DATASET = "loans"
 
 
 class DemoReporter(Protocol):
@@ -178,7 +178,7 @@ def train_demo_model(*, client: lakefs.Client, publish: Publisher, reporter: Dem
 
     reporter.section("Training: train_flow (PyTorch DDP on a local Dask cluster)")
     settings = DaskSettings()
-    parameters = TrainParameters(model_name=DEMO_MODEL, config=TrainingConfig(epochs=6, batch_size=256))
+    parameters = TrainParameters(dataset=DEMO_DATASET, model_name=DEMO_MODEL, config=TrainingConfig())
     with reporter.busy(f"Training {DEMO_MODEL} with {settings.n_workers} ranks ..."):
         trained = run_train(
             parameters,

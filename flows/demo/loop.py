@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flows import loop
-from flows.demo.serving import DEMO_MODEL, loan_records
+from flows.demo.serving import DEMO_DATASET, DEMO_MODEL, loan_records
 
 if TYPE_CHECKING:
     import lakefs
@@ -53,7 +53,10 @@ def worker_environment(
         "LOCKGATE_LAKEFS_SECRET_ACCESS_KEY": secret.get_secret_value() if secret else "",
         "LOCKGATE_SERVING_RAY_ADDRESS": ray_address,
         "LOCKGATE_SERVING_PORT": str(serving.port),
-        "LOCKGATE_SERVING_MODEL_NAME": serving.model_name,
+        # The demo's dataset and model, for the deployments (AutomationSettings) and everything they run.
+        "LOCKGATE_DATASET": DEMO_DATASET,
+        "LOCKGATE_MODEL_NAME": serving.model_name or DEMO_MODEL,
+        "LOCKGATE_SERVING_MODEL_NAME": serving.model_name or DEMO_MODEL,
         "LOCKGATE_SERVING_INFERENCE_REPOSITORY": serving.inference_repository,
         "LOCKGATE_DASK_N_WORKERS": str(DaskSettings().n_workers),
         # The demo wants the drift alarm, not the merge of new data, to start the retrain.
@@ -140,7 +143,7 @@ def run_loop_demo(
                 )
                 with reporter.busy("Outcomes of the shifted population arrive: ingest_flow ..."):
                     merged = run_ingest(
-                        IngestParameters(source=str(source), dataset="loans"),
+                        IngestParameters(source=str(source), dataset=DEMO_DATASET),
                         client=client,
                         s3_client=None,
                         publish=publish,

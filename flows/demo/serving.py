@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from tasks.publishing import Publisher
 
 DEMO_MODEL = "loans-mlp"
+DEMO_DATASET = "loans"
 
 
 def loan_records(rows: int, *, seed: int, covariate_shift: float = 0.0) -> list[dict]:

@@ -8,6 +8,8 @@ environment: ``infra.processes`` is the one place that copies it for child proce
 =========================  =============================  ======================================
 class                      environment prefix             concern
 =========================  =============================  ======================================
+``WorkloadSettings``       ``LOCKGATE_``                  the dataset and model (``_DATASET``,
+                                                          ``_MODEL_NAME``) when none is given
 ``LakeFSSettings``         ``LOCKGATE_LAKEFS_``           the lakeFS server clients talk to
 ``EmbeddedLakeFSSettings`` ``LOCKGATE_EMBEDDED_LAKEFS_``  the embedded lakeFS-API server
 ``S3Settings``             ``LOCKGATE_S3_``               S3 sources (``s3://`` URIs)
@@ -33,8 +35,18 @@ from infra.settings.report import SettingRow, describe_settings
 from infra.settings.serving import THROUGHPUT_ENVIRONMENT, ServingSettings
 from infra.settings.stack import DEFAULT_STACK_DIR, StackSettings
 from infra.settings.storage import S3Settings
+from infra.settings.workload import (
+    WorkloadSettings,
+    dataset_from_settings,
+    default_model_name,
+    model_name_for_dataset,
+    model_name_from_settings,
+    require_dataset,
+    require_model_name,
+)
 
 ALL_SETTINGS = (
+    WorkloadSettings,
     LakeFSSettings,
     EmbeddedLakeFSSettings,
     S3Settings,
@@ -58,7 +70,14 @@ __all__ = [
     "ServingSettings",
     "SettingRow",
     "StackSettings",
+    "WorkloadSettings",
     "check_secret",
+    "dataset_from_settings",
+    "default_model_name",
     "describe_settings",
     "is_placeholder",
+    "model_name_for_dataset",
+    "model_name_from_settings",
+    "require_dataset",
+    "require_model_name",
 ]

@@ -33,8 +33,11 @@ def is_placeholder(value: str) -> bool:
 
 def settings_config(prefix: str, title: str) -> SettingsConfigDict:
     """The configuration of a lockgate settings class: env prefix, the title errors name it by, unknown
-    variables ignored, and no echo of input in validation errors (a value may be a secret)."""
-    return SettingsConfigDict(env_prefix=prefix, title=title, extra="ignore", hide_input_in_errors=True)
+    variables ignored, no echo of input in validation errors (a value may be a secret), and fields read
+    from several variables (``validation_alias``) still set by their own name as keyword arguments."""
+    return SettingsConfigDict(
+        env_prefix=prefix, title=title, extra="ignore", hide_input_in_errors=True, populate_by_name=True
+    )
 
 
 def check_secret(value: SecretStr | None, variable: str, *, min_length: int) -> SecretStr | None:

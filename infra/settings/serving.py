@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings
 
 from infra.naming import INFERENCE_REPOSITORY, MODEL_NAME_PATTERN
 from infra.settings.base import settings_config
+from infra.settings.workload import DATASET_VARIABLE, MODEL_NAME_VARIABLE, default_model_name
 
 
 class ServingSettings(BaseSettings):
@@ -37,9 +38,18 @@ class ServingSettings(BaseSettings):
     route_prefix: str = Field(
         "/", pattern=r"^/[A-Za-z0-9/_-]*$", description="HTTP route of the ingress on the Serve proxy."
     )
-    dataset: str = Field("loans", description="Dataset whose inference contract requests must meet.")
-    model_name: str = Field(
-        "loans-mlp", pattern=MODEL_NAME_PATTERN, description="Registered model the app serves."
+    dataset: str | None = Field(
+        None,
+        validation_alias=AliasChoices("LOCKGATE_SERVING_DATASET", DATASET_VARIABLE),
+        description="Dataset whose inference contract requests must meet when the served model's card "
+        "cannot be read (the card names it otherwise); LOCKGATE_DATASET is read too.",
+    )
+    model_name: str | None = Field(
+        None,
+        pattern=MODEL_NAME_PATTERN,
+        validation_alias=AliasChoices("LOCKGATE_SERVING_MODEL_NAME", MODEL_NAME_VARIABLE),
+        description="Registered model the app serves; LOCKGATE_MODEL_NAME is read too; unset: "
+        "'<dataset>-mlp' of the dataset setting.",
     )
     initial_ref: str = Field("champion", description="Version or alias served when the app starts.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body (413 beyond it).")
@@ -102,6 +112,12 @@ class ServingSettings(BaseSettings):
         description="Show the Ray workers' log lines in this process's output (LOCKGATE_RAY_LOG_TO_DRIVER "
         "is read too).",
     )
+
+    @model_validator(mode="after")
+    def _model_of_the_dataset(self) -> ServingSettings:
+        if self.model_name is None and self.dataset:
+            self.model_name = default_model_name(self.dataset)
+        return self
 
     @model_validator(mode="after")
     def _autoscaling_range(self) -> ServingSettings:

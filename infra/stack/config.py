@@ -82,6 +82,9 @@ class StackConfig:
         python: Interpreter that runs the Python services (this one by default).
         webhook_secret: The relay's webhook secret (``StackSettings.webhook_secret``); ``None``: the
             stack's own, generated once into an owner-only file.
+        dataset: The dataset the stack's deployments, serving app and ``stack.env`` work on
+            (``LOCKGATE_DATASET``); ``None``: whatever the environment of each service says.
+        model_name: The model they work on (``LOCKGATE_MODEL_NAME``); ``None``: the environment's.
     """
 
     stack_dir: Path = DEFAULT_STACK_DIR
@@ -94,6 +97,8 @@ class StackConfig:
     ready_timeout_s: float = 120.0
     python: str = sys.executable
     webhook_secret: str | None = None
+    dataset: str | None = None
+    model_name: str | None = None
 
     def resolved(self) -> StackConfig:
         """The same config with ``stack_dir`` made absolute (``~`` expanded)."""

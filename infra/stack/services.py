@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from infra.processes import http_get
+from infra.settings.workload import DATASET_VARIABLE, MODEL_NAME_VARIABLE
 from infra.stack.config import SERVING, StackConfig
 
 # Printed by `ray start --block` once every Ray process of the head node is up.
@@ -129,6 +130,9 @@ def stack_environment(
             [f"http://{host}:{ports.ray_metrics}/metrics"]
         ),
         "LOCKGATE_STACK_DIR": str(config.stack_dir),
+        # What the deployments, the serving app and a shell that sourced stack.env work on.
+        **({DATASET_VARIABLE: config.dataset} if config.dataset else {}),
+        **({MODEL_NAME_VARIABLE: config.model_name} if config.model_name else {}),
         "RAY_USAGE_STATS_ENABLED": "0",
         # Ray's token authentication with the stack's own token: drivers (serving, deploy_flow, a shell
         # that sourced stack.env) present the token the head was started with, whatever ~/.ray holds.

@@ -116,8 +116,9 @@ def detect_drift(
         status = INSUFFICIENT_DATA
     else:
         status = "ok"
+    needed = config.min_samples
     notes = [
-        f"{test.name}: insufficient data: {_side_counts(test.reference_n, test.current_n, config.min_samples)}"
+        f"{test.name}: insufficient data: {_side_counts(test.reference_n, test.current_n, needed)}"
         for test in [*features, *([prediction_test] if prediction_test else [])]
         if test.status == INSUFFICIENT_DATA
     ]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from infra.errors import ContractViolationError, IngestionError
+from infra.settings import dataset_from_settings
 from tasks import events, publishing, versioning
 from tasks.datasets import DatasetSpec, check_dataset_name, get_dataset
 from tasks.ingestion.sources import batch_fingerprint, resolve_sources
@@ -52,7 +53,10 @@ class IngestParameters(BaseModel):
         "Parquet or JSON-lines files.",
         examples=["data/loans-2026-11.parquet", "s3://landing/loans/2026-11/*.csv"],
     )
-    dataset: str = Field("loans", description="Name of a declared dataset (see `lockgate datasets`).")
+    dataset: str = Field(
+        default_factory=dataset_from_settings,
+        description="Name of a declared dataset (see `lockgate datasets`); unset: LOCKGATE_DATASET.",
+    )
     chunk_rows: int = Field(
         250_000, ge=1_000, le=5_000_000, description="Rows held in memory at once while reading."
     )

@@ -26,18 +26,26 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from pydantic import BaseModel, Field, field_validator
 
-from contracts.inference_log import LABEL_JOIN_COLUMNS, PREDICTION_COLUMN, answered_rows, current_features
+from contracts.inference_log import (
+    LABEL_JOIN_COLUMNS,
+    PREDICTION_COLUMN,
+    answered_rows,
+    current_features,
+    feature_column,
+)
 from contracts.slo import SLOThresholds, monitor_slo
 from infra.errors import ModelNotFoundError
 from infra.naming import MODEL_NAME_PATTERN
+from infra.settings import model_name_from_settings
 from tasks import events, publishing, registry, versioning
 from tasks.clock import Clock
-from tasks.datasets import dataset_for_repository
+from tasks.datasets import dataset_of_card
 from tasks.drift import DriftConfig, DriftReport, detect_drift
 from tasks.monitoring import report as reporting
 from tasks.monitoring.quality import label_quality
 from tasks.monitoring.service_levels import scrape_serving_metrics, slo_figures, slo_from_metrics
 from tasks.monitoring.window import LogWindow, inference_head, read_recent_logs, read_window
+from tasks.problems import Problem
 from tasks.publishing import Publisher
 
 if TYPE_CHECKING:
@@ -52,7 +60,10 @@ class MonitorParameters(BaseModel):
     """What to watch and what counts as a problem."""
 
     model_name: str = Field(
-        "loans-mlp", pattern=MODEL_NAME_PATTERN, description="Model whose champion is watched."
+        default_factory=model_name_from_settings,
+        pattern=MODEL_NAME_PATTERN,
+        description="Model whose champion is watched; unset: LOCKGATE_MODEL_NAME (or '<dataset>-mlp' of "
+        "LOCKGATE_DATASET).",
     )
     drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift tests and their alpha.")
     slo: SLOThresholds = Field(default_factory=monitor_slo, description="Service levels per version.")
@@ -194,7 +205,7 @@ def run_monitor(
             log,
         )
 
-    spec = dataset_for_repository(card.data_repository)
+    spec = dataset_of_card(card)
     numeric, categorical = list(spec.numeric_columns), list(spec.categorical_columns)
     reference, reference_note = _reference(name, card.version, client, log)
     current = current_features(
@@ -444,11 +455,13 @@ def _quality(
 ) -> dict[str, Any]:
     if window.labels.empty:
         return {"status": "no labels", "labels": 0, "matched": 0, "versions": [], "degraded": False}
+    spec = dataset_of_card(card)
+    slices = spec.slices
     logged = read_recent_logs(
         client,
         ref=window.until_commit,
         days=parameters.label_lookback_days,
-        columns=LABEL_JOIN_COLUMNS,
+        columns=[*LABEL_JOIN_COLUMNS, *(feature_column(s.column) for s in slices)],
         repository=repository,
     )
     return label_quality(
@@ -458,6 +471,8 @@ def _quality(
         reference_metrics=(card.metrics or {}).get("holdout"),
         max_drop=parameters.max_quality_drop,
         min_labels=parameters.min_labels,
+        problem=Problem.from_dict(card.feature_spec.get("problem"), target=card.feature_spec.get("target")),
+        slices=slices,
     )
 
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from infra.errors import TrainingError
 from infra.naming import MODEL_NAME_PATTERN
+from infra.settings import dataset_from_settings, model_name_for_dataset
 from tasks import evaluation, events, publishing, registry
 from tasks.clock import SYSTEM_CLOCK, Clock
 from tasks.datasets import DatasetSpec, check_dataset_name, get_dataset
@@ -44,14 +45,22 @@ SLICE_METRIC = {"multiclass": "accuracy", "regression": "rmse"}
 class TrainParameters(BaseModel):
     """What to train on and how."""
 
-    dataset: str = Field("loans", description="Declared dataset to train on (see `lockgate datasets`).")
+    dataset: str = Field(
+        default_factory=dataset_from_settings,
+        description="Declared dataset to train on (see `lockgate datasets`); unset: LOCKGATE_DATASET.",
+    )
     ref: str = Field(
         "main",
         min_length=1,
         description="Branch, tag or commit of the dataset; pinned to its commit when the run starts. "
         "Every batch in it must have passed its contracts.",
     )
-    model_name: str = Field("loans-mlp", pattern=MODEL_NAME_PATTERN, description="Registry name.")
+    model_name: str = Field(
+        default_factory=model_name_for_dataset,
+        pattern=MODEL_NAME_PATTERN,
+        description="Registry name; unset: LOCKGATE_MODEL_NAME when it is the dataset setting's model, "
+        "else '<dataset>-mlp'.",
+    )
     config: TrainingConfig = Field(default_factory=TrainingConfig)
     alias: Literal["challenger", "champion", "none"] = Field(
         "challenger", description="Alias to point at the new version once it is fully registered."
@@ -139,7 +148,10 @@ def run_train(
         **factory_metrics(parameters.config.model, holdout[spec.target].to_numpy(), outputs),
     }
     metrics["holdout_rows"] = len(holdout)
-    warnings = problem.warnings(metrics, optimizer_steps=result.optimizer_steps)
+    # Early stopping ended a run whose validation loss stopped improving: few steps are then enough.
+    warnings = problem.warnings(
+        metrics, optimizer_steps=None if result.stopped_early else result.optimizer_steps
+    )
     for warning in warnings:
         log.warning("%s: %s", parameters.model_name, warning)
     slices = {item.label: item.groups(holdout) for item in spec.slices}

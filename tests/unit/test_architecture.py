@@ -219,3 +219,102 @@ def test_importing_a_module_changes_nothing(path: Path) -> None:
     if relative(path).endswith("__main__.py"):
         return
     assert not effects, f"{relative(path)} does work at import: {effects}"
+
+
+# -- no loans in the framework: the demo's dataset is the demo's, not a default ----------------------
+
+DEMO_NAMES = {"loans", "loans-mlp"}
+# The demo and the loans contract may name the demo's dataset; everything else takes it from settings.
+DEMO_MODULES = ("flows/demo/", "contracts/loans.py")
+FIELD_CALLS = {"Field", "field", "Option", "Argument"}
+
+
+def framework_sources() -> list[Path]:
+    return [path for path in sources() if not relative(path).startswith(DEMO_MODULES)]
+
+
+def literal_defaults(tree: ast.Module) -> list[tuple[int, ast.expr]]:
+    """Every default value in a module: of function arguments, of class-level fields (dataclasses,
+    pydantic models, settings), and the defaults of ``Field(...)``, ``field(...)`` and typer's
+    ``Option(...)`` / ``Argument(...)`` (first argument, ``default=``, ``default_factory=lambda: ...``)."""
+    found: list[tuple[int, ast.expr]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            arguments = node.args
+            found += [
+                (value.lineno, value) for value in (*arguments.defaults, *arguments.kw_defaults) if value
+            ]
+        elif isinstance(node, ast.ClassDef):
+            found += [
+                (statement.lineno, statement.value)
+                for statement in node.body
+                if isinstance(statement, ast.AnnAssign | ast.Assign) and statement.value is not None
+            ]
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", getattr(node.func, "attr", None)) in FIELD_CALLS
+        ):
+            found += [(node.lineno, value) for value in node.args[:1]]
+            for keyword in node.keywords:
+                if keyword.arg == "default":
+                    found.append((node.lineno, keyword.value))
+                elif keyword.arg == "default_factory" and isinstance(keyword.value, ast.Lambda):
+                    found.append((node.lineno, keyword.value.body))
+    return found
+
+
+def module_constants(tree: ast.Module) -> dict[str, object]:
+    """Module-level ``NAME = "literal"`` assignments (a default may name one)."""
+    constants = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            constants.update(
+                {target.id: node.value.value for target in node.targets if isinstance(target, ast.Name)}
+            )
+    return constants
+
+
+def demo_name_defaults(tree: ast.Module) -> list[tuple[int, str]]:
+    """The defaults in a module that are the demo's dataset or model, literally or by a module constant."""
+    constants = module_constants(tree)
+    found = []
+    for line, value in literal_defaults(tree):
+        literal = value.value if isinstance(value, ast.Constant) else None
+        if isinstance(value, ast.Name):
+            literal = constants.get(value.id)
+        if isinstance(literal, str) and literal in DEMO_NAMES:
+            found.append((line, literal))
+    return found
+
+
+@pytest.mark.parametrize("path", framework_sources(), ids=relative)
+def test_the_framework_defaults_to_no_dataset_of_the_demo(path: Path) -> None:
+    named = [f"line {line}: {value!r}" for line, value in demo_name_defaults(ast.parse(path.read_text()))]
+    assert not named, (
+        f"{relative(path)} defaults to the demo's dataset or model ({named}): take it from the settings "
+        "(infra.settings.WorkloadSettings: LOCKGATE_DATASET, LOCKGATE_MODEL_NAME) or a parameter"
+    )
+
+
+def test_the_demo_name_scan_sees_every_kind_of_default() -> None:
+    """The scan above finds each form a default takes, so its passing means something."""
+    source = """
+import typer
+from dataclasses import dataclass, field
+from pydantic import BaseModel, Field
+MODEL = "loans-mlp"
+def command(dataset: str = "loans", *, model: str = MODEL, other: str = "penguins") -> None: ...
+def option(name: Annotated[str, typer.Option("loans")], other: Annotated[str, typer.Option("--x")]): ...
+class Parameters(BaseModel):
+    dataset: str = Field("loans")
+    other: str = Field(default="loans")
+    made: str = Field(default_factory=lambda: "loans")
+    fine: str = Field("--loans")
+@dataclass
+class Config:
+    dataset: str = "loans"
+    model: str = field(default="loans-mlp")
+"""
+    lines = [line for line, _ in demo_name_defaults(ast.parse(source))]
+    assert sorted(set(lines)) == [6, 7, 9, 10, 11, 15, 16], lines
+    assert lines.count(6) == 2  # the literal and the module constant

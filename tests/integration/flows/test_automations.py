@@ -59,7 +59,9 @@ def test_a_drift_event_starts_retrain_with_its_evidence(environment) -> None:
     from prefect.events import emit_event
 
     model = unique_model()
-    deployment_id = apply_retrain(AutomationSettings(model_name=model, retrain_on_merge=False))
+    deployment_id = apply_retrain(
+        AutomationSettings(dataset="loans", model_name=model, retrain_on_merge=False)
+    )
     time.sleep(1.0)
     event = emit_event(
         event="lockgate.drift.detected",
@@ -85,7 +87,9 @@ def test_a_signed_external_webhook_starts_retrain(environment) -> None:
     from serving.webhook_relay import create_app, sign
 
     model = unique_model()
-    deployment_id = apply_retrain(AutomationSettings(model_name=model, retrain_on_merge=False))
+    deployment_id = apply_retrain(
+        AutomationSettings(dataset="loans", model_name=model, retrain_on_merge=False)
+    )
     secret = secrets.token_hex(16)
     body = json.dumps({"reason": "quarterly audit"}).encode()
     app = create_app(RelaySettings(secret=secret))
@@ -109,7 +113,9 @@ def test_a_real_lakefs_merge_starts_retrain_through_the_relay(environment, repo,
     from serving.webhook_relay import create_app
 
     model = unique_model()
-    deployment_id = apply_retrain(AutomationSettings(model_name=model, data_repository=repo.id))
+    deployment_id = apply_retrain(
+        AutomationSettings(dataset="loans", model_name=model, data_repository=repo.id)
+    )
     app = create_app(RelaySettings(secret=secrets.token_hex(16)))
     with serve_on_port(app, name="webhook-relay") as url:
         main = repo.branch("main")
@@ -154,6 +160,7 @@ def test_a_trigger_storm_retrains_once(environment, lakefs_client, tmp_path: Pat
         {
             **environment,
             "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value(),
+            "LOCKGATE_AUTOMATION_DATASET": "loans",
             "LOCKGATE_AUTOMATION_MODEL_NAME": model,
             "LOCKGATE_AUTOMATION_RETRAIN_ON_MERGE": "false",
             "LOCKGATE_AUTOMATION_TRAIN_EPOCHS": "1",

@@ -178,7 +178,9 @@ def test_the_top_level_data_commands_keep_working(cli, tmp_path):
     listed = cli("datasets")
     assert listed.exit_code == 0, listed.output
     assert REPOSITORY in listed.stdout
-    generated = cli("generate", str(tmp_path / "batch.csv"), "--rows", "50", "--format", "csv")
+    generated = cli(
+        "generate", str(tmp_path / "batch.csv"), "--dataset", "loans", "--rows", "50", "--format", "csv"
+    )
     assert generated.exit_code == 0, generated.output
     assert len((tmp_path / "batch.csv").read_text().splitlines()) == 51
     for command in ("ingest", "labels", "data"):

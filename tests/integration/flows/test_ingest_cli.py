@@ -55,10 +55,24 @@ def test_generate_then_ingest_merges_a_good_batch_and_rejects_a_bad_one(tmp_path
     data_dir = tmp_path / "lakefs-data"
     good, bad = tmp_path / "good.parquet", tmp_path / "bad.parquet"
 
-    generated = runner.invoke(app, ["generate", str(good), "--rows", "2000", "--seed", "3"])
+    generated = runner.invoke(
+        app, ["generate", str(good), "--dataset", "loans", "--rows", "2000", "--seed", "3"]
+    )
     assert generated.exit_code == 0, generated.output
     generated = runner.invoke(
-        app, ["generate", str(bad), "--rows", "2000", "--seed", "4", "--defect-rate", "0.01"]
+        app,
+        [
+            "generate",
+            str(bad),
+            "--dataset",
+            "loans",
+            "--rows",
+            "2000",
+            "--seed",
+            "4",
+            "--defect-rate",
+            "0.01",
+        ],
     )
     assert generated.exit_code == 0, generated.output
 

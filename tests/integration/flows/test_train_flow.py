@@ -72,7 +72,7 @@ def test_train_flow_refuses_unknown_refs_before_training(flow_environment) -> No
     from infra.errors import RefNotFoundError
 
     with pytest.raises(RefNotFoundError, match="no-such-branch"):
-        train_flow(TrainParameters(ref="no-such-branch", model_name="never-registered"))
+        train_flow(TrainParameters(dataset="loans", ref="no-such-branch", model_name="never-registered"))
     assert "never-registered" not in {row.model_name for row in registry.list_models(client=_client())}
 
 

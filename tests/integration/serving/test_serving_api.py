@@ -65,7 +65,9 @@ def test_predictions_match_the_offline_model_and_carry_version_and_request_id(se
     import torch
 
     with torch.no_grad():
-        inputs = ((frame_values - np.array(spec.means)) / np.array(spec.stds)).astype(np.float32)
+        means = np.array([e.mean for e in spec.encoders])
+        stds = np.array([e.std for e in spec.encoders])
+        inputs = ((frame_values - means) / stds).astype(np.float32)
         expected = torch.sigmoid(network(torch.from_numpy(inputs))).squeeze(1).numpy()
     np.testing.assert_allclose(served, expected, rtol=1e-5)
     for prediction in body["predictions"]:

@@ -26,7 +26,12 @@ def plain(text: str) -> str:
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's LOCKGATE_* variables must not change what these tests see."""
-    for prefix in ("LOCKGATE_LAKEFS_", "LOCKGATE_EMBEDDED_LAKEFS_"):
+    for prefix in (
+        "LOCKGATE_LAKEFS_",
+        "LOCKGATE_EMBEDDED_LAKEFS_",
+        "LOCKGATE_DATASET",
+        "LOCKGATE_MODEL_NAME",
+    ):
         for name in list(os.environ):
             if name.startswith(prefix):
                 monkeypatch.delenv(name)
@@ -202,7 +207,8 @@ def test_stage_commands_document_themselves(command: str) -> None:
 
 def test_generate_into_a_folder_names_the_file(tmp_path: Path) -> None:
     result = runner.invoke(
-        app, ["generate", f"{tmp_path}/", "--rows", "50", "--seed", "4", "--format", "csv"]
+        app,
+        ["generate", f"{tmp_path}/", "--dataset", "loans", "--rows", "50", "--seed", "4", "--format", "csv"],
     )
     assert result.exit_code == 0, result.output
     written = tmp_path / "loans-seed4.csv"
@@ -218,7 +224,7 @@ def test_generate_into_a_folder_names_the_file(tmp_path: Path) -> None:
     ],
 )
 def test_generate_refuses_bad_options(tmp_path: Path, arguments: list[str], message: str) -> None:
-    result = runner.invoke(app, ["generate", str(tmp_path / "x.parquet"), *arguments])
+    result = runner.invoke(app, ["generate", str(tmp_path / "x.parquet"), "--dataset", "loans", *arguments])
     assert result.exit_code == 2
     assert message in plain(result.output)
 
@@ -254,12 +260,12 @@ def test_train_workers_option_beats_the_inherited_environment(monkeypatch: pytes
     monkeypatch.setenv("LOCKGATE_DASK_THREADS_PER_WORKER", "3")
     monkeypatch.setattr("flows.cli.models.lakefs_connection", no_lakefs)
     monkeypatch.setattr(tasks.training, "run_train", fake_run_train)
-    result = runner.invoke(app, ["train", "--workers", "4"])
+    result = runner.invoke(app, ["train", "--dataset", "loans", "--workers", "4"])
     assert isinstance(result.exception, RuntimeError), result.output
     assert captured["dask"].n_workers == 4  # the option
     assert captured["dask"].threads_per_worker == 3  # the environment fills what no option gives
 
-    result = runner.invoke(app, ["train"])
+    result = runner.invoke(app, ["train", "--dataset", "loans"])
     assert captured["dask"].n_workers == 2  # no option: the environment applies
 
 
@@ -273,6 +279,7 @@ def test_settings_show_values_sources_and_mask_secrets(monkeypatch: pytest.Monke
 
     report = json.loads(result.output)
     assert set(report) == {
+        "workload",
         "lakefs",
         "embedded-lakefs",
         "s3",
@@ -311,7 +318,13 @@ def test_an_unreachable_lakefs_endpoint_is_one_line(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("LOCKGATE_LAKEFS_ENDPOINT", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("LOCKGATE_LAKEFS_ACCESS_KEY_ID", "AKIALGTESTKEY0000001")
     monkeypatch.setenv("LOCKGATE_LAKEFS_SECRET_ACCESS_KEY", "a-long-enough-secret")
-    for command in (["models", "list"], ["train"], ["monitor"], ["demo"], ["ingest", "x.csv"]):
+    for command in (
+        ["models", "list"],
+        ["train", "--dataset", "loans"],
+        ["monitor", "--model-name", "loans-mlp"],
+        ["demo"],
+        ["ingest", "x.csv", "--dataset", "loans"],
+    ):
         result = runner.invoke(app, command)
         assert result.exit_code == 1, (command, result.output)
         assert "does not answer" in plain(result.output), (command, result.output)
@@ -342,7 +355,7 @@ def test_an_unreachable_dask_scheduler_is_one_line(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr("flows.cli.models.lakefs_connection", no_lakefs)
     monkeypatch.setattr(tasks.training, "run_train", run_train)
     address = f"tcp://127.0.0.1:{free_port()}"
-    result = runner.invoke(app, ["train", "--scheduler", address])
+    result = runner.invoke(app, ["train", "--dataset", "loans", "--scheduler", address])
     assert result.exit_code == 1, result.output
     text = plain(result.output)
     assert f"Dask scheduler at {address} unreachable" in text and "LOCKGATE_DASK_SCHEDULER_ADDRESS" in text

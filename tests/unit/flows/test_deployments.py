@@ -18,15 +18,19 @@ EVENTS = {
 }
 
 
+# The demo's dataset, named as a user names theirs: the deployments have no dataset of their own.
+DEMO = AutomationSettings(dataset="loans")
+
+
 @pytest.fixture(autouse=True)
 def default_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(__import__("os").environ):
-        if name.startswith("LOCKGATE_AUTOMATION_"):
+        if name.startswith("LOCKGATE_AUTOMATION_") or name in ("LOCKGATE_DATASET", "LOCKGATE_MODEL_NAME"):
             monkeypatch.delenv(name)
 
 
 def test_every_flow_is_deployed_with_typed_parameters() -> None:
-    deployments = {f"{d.flow_name}/{d.name}": d for d in build_deployments()}
+    deployments = {f"{d.flow_name}/{d.name}": d for d in build_deployments(DEMO)}
     assert set(deployments) == {
         "ingest/loans",
         "train/loans-mlp",
@@ -44,7 +48,7 @@ def test_every_flow_is_deployed_with_typed_parameters() -> None:
 
 
 def test_retrain_triggers_cover_drift_merges_and_webhooks() -> None:
-    (retrain,) = [d for d in build_deployments() if d.flow_name == "retrain"]
+    (retrain,) = [d for d in build_deployments(DEMO) if d.flow_name == "retrain"]
     by_event = {next(iter(t.expect)): t for t in retrain.triggers}
     assert set(by_event) == EVENTS
     assert by_event["lockgate.drift.detected"].match.model_dump()["lockgate.model"] == "loans-mlp"
@@ -62,15 +66,34 @@ def test_retrain_triggers_cover_drift_merges_and_webhooks() -> None:
 
 def test_retrain_on_merge_can_be_switched_off() -> None:
     (retrain,) = [
-        d for d in build_deployments(AutomationSettings(retrain_on_merge=False)) if d.flow_name == "retrain"
+        d
+        for d in build_deployments(AutomationSettings(dataset="loans", retrain_on_merge=False))
+        if d.flow_name == "retrain"
     ]
     assert "lockgate.dataset.merged" not in {next(iter(t.expect)) for t in retrain.triggers}
 
 
+def test_the_deployments_serve_the_dataset_and_model_of_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="LOCKGATE_DATASET"):
+        build_deployments()
+    monkeypatch.setenv("LOCKGATE_DATASET", "penguins")
+    names = {f"{d.flow_name}/{d.name}" for d in build_deployments()}
+    assert names == {
+        "ingest/penguins",
+        *(f"{flow}/penguins-mlp" for flow in ("train", "deploy", "monitor", "retrain")),
+    }
+    monkeypatch.setenv("LOCKGATE_MODEL_NAME", "penguin-net")
+    monkeypatch.setenv("LOCKGATE_AUTOMATION_DATASET", "diabetes")  # the automation's own variable wins
+    (retrain,) = [d for d in build_deployments() if d.flow_name == "retrain"]
+    assert retrain.name == "penguin-net" and retrain.parameters["parameters"]["dataset"] == "diabetes"
+
+
 def test_infra_prefect_yaml_matches_the_code() -> None:
     committed = (ROOT / "infra" / "prefect.yaml").read_text()
-    assert committed == prefect_yaml(), (
-        "regenerate: python -m flows.deployments --prefect-yaml > infra/prefect.yaml"
+    assert committed == prefect_yaml(DEMO), (
+        "regenerate: LOCKGATE_DATASET=loans python -m flows.deployments --prefect-yaml > infra/prefect.yaml"
     )
     document = yaml.safe_load(committed)
     for entry in document["deployments"]:

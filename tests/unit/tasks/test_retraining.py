@@ -141,7 +141,7 @@ def name() -> str:
 def test_the_first_model_becomes_champion_without_a_rollout(lakefs_client, tmp_path, name) -> None:
     train, deploy = FakeTraining(lakefs_client, tmp_path, seed=3), FakeRollout()
     outcome, published = retrain(
-        lakefs_client, RetrainParameters(model_name=name), train=train, deploy=deploy
+        lakefs_client, RetrainParameters(dataset="loans", model_name=name), train=train, deploy=deploy
     )
     assert outcome.decision == "promoted (first champion)" and outcome.champion is None
     assert registry.get_alias(name, "champion", client=lakefs_client).version == outcome.challenger
@@ -154,7 +154,7 @@ def test_on_a_cluster_the_first_model_is_deployed(lakefs_client, tmp_path, name)
     deploy = FakeRollout()
     outcome, _ = retrain(
         lakefs_client,
-        RetrainParameters(model_name=name),
+        RetrainParameters(dataset="loans", model_name=name),
         train=FakeTraining(lakefs_client, tmp_path, seed=3),
         deploy=deploy,
         on_cluster=True,
@@ -170,7 +170,7 @@ def test_champion_and_challenger_are_scored_on_the_same_holdout(lakefs_client, t
     deploy = FakeRollout()
     outcome, _ = retrain(
         lakefs_client,
-        RetrainParameters(model_name=name, margin=0.0),
+        RetrainParameters(dataset="loans", model_name=name, margin=0.0),
         train=FakeTraining(lakefs_client, tmp_path, seed=3),
         deploy=deploy,
     )
@@ -185,7 +185,7 @@ def test_a_better_challenger_is_rolled_out_and_a_failed_rollout_keeps_the_champi
 ) -> None:
     champion = register_monitored_model(lakefs_client, tmp_path, model_name=name, seed=3)
     registry.set_alias(name, "champion", champion.version, client=lakefs_client)
-    parameters = RetrainParameters(model_name=name, margin=0.05)
+    parameters = RetrainParameters(dataset="loans", model_name=name, margin=0.05)
     train = FakeTraining(lakefs_client, tmp_path, seed=4, perfect=True)
     deploy = FakeRollout()
     outcome, published = retrain(lakefs_client, parameters, train=train, deploy=deploy)
@@ -206,7 +206,7 @@ def test_a_better_challenger_is_rolled_out_and_a_failed_rollout_keeps_the_champi
 def test_a_retrain_within_the_cooldown_is_skipped(lakefs_client, tmp_path, name) -> None:
     clock, cooldowns = FakeClock(), MemoryCooldowns()
     train = FakeTraining(lakefs_client, tmp_path, seed=3)
-    parameters = RetrainParameters(model_name=name, cooldown_s=600, trigger="drift")
+    parameters = RetrainParameters(dataset="loans", model_name=name, cooldown_s=600, trigger="drift")
     retrain(lakefs_client, parameters, train=train, deploy=FakeRollout(), clock=clock, cooldowns=cooldowns)
 
     clock.advance(timedelta(minutes=5).total_seconds())

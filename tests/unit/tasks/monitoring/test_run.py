@@ -160,10 +160,11 @@ def test_nothing_logged_and_no_champion_are_no_op_reports(lakefs_client, champio
 
 
 def test_partial_thresholds_fill_from_the_monitor_defaults() -> None:
-    parameters = MonitorParameters(slo={"max_error_rate": 0.05})
+    parameters = MonitorParameters(model_name="m", slo={"max_error_rate": 0.05})
     assert (parameters.slo.p99_latency_ms, parameters.slo.min_requests) == (500.0, 50)
     assert parameters.slo.max_error_rate == 0.05
-    assert MonitorParameters(slo={"max_p99_latency_ms": 800}).slo.p99_latency_ms == 800  # the old name
-    assert MonitorParameters().slo.min_requests == 50
+    old_name = MonitorParameters(model_name="m", slo={"max_p99_latency_ms": 800})  # the old name
+    assert old_name.slo.p99_latency_ms == 800
+    assert MonitorParameters(model_name="m").slo.min_requests == 50
     with pytest.raises(ValueError, match="p99_latenc"):
-        MonitorParameters(slo={"p99_latencyms": 800})  # a typo is refused, not ignored
+        MonitorParameters(model_name="m", slo={"p99_latencyms": 800})  # a typo is refused, not ignored

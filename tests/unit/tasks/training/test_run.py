@@ -41,7 +41,7 @@ def test_run_train_registers_a_traceable_version(lakefs_client, trained_on) -> N
     name = f"unit-{uuid.uuid4().hex[:8]}"
     published = RecordingPublisher()
     result = run_train(
-        TrainParameters(model_name=name, config=TrainingConfig(epochs=2, batch_size=256)),
+        TrainParameters(dataset="loans", model_name=name, config=TrainingConfig(epochs=2, batch_size=256)),
         client=lakefs_client,
         dask_cluster=partial(dask_client, DaskSettings(n_workers=1)),
         publish=published,
@@ -76,7 +76,7 @@ def test_refs_without_trainable_data_are_refused_before_any_cluster_starts(
 
     with pytest.raises(error, match=message):
         run_train(
-            TrainParameters(ref=ref, model_name="never"),
+            TrainParameters(dataset="loans", ref=ref, model_name="never"),
             client=lakefs_client,
             dask_cluster=no_cluster,
             publish=RecordingPublisher(),
@@ -100,7 +100,7 @@ def test_a_failed_distributed_attempt_is_retried(monkeypatch, lakefs_client, tra
 
     with pytest.raises(TrainingError, match="peer timed out"):
         run_train(
-            TrainParameters(model_name="never"),
+            TrainParameters(dataset="loans", model_name="never"),
             client=lakefs_client,
             dask_cluster=contextlib.nullcontext,
             publish=RecordingPublisher(),
