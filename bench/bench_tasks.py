@@ -13,8 +13,8 @@ lakeFS server. Ingesting is not timed.
    target encoding (``fit_problem``), the same model (``make_mlp``, hidden (64, 32)), Adam with the same
    learning rate, the task's ``Problem.loss()``, the same batch size, epochs and optimizer steps (full
    batches, wrapping round the epoch's permutation as lockgate does). Printed: rows/s of lockgate's
-   training loop (``TrainingResult.timings['compute']``, which also holds the model build, the DDP
-   wrap and the checkpoint lookup before epoch 0) and end to end (the wall time of
+   training loop (``TrainingResult.timings['compute']``: the epochs only; model build and checkpoint
+   lookup count as setup) and end to end (the wall time of
    ``train_distributed``: shard read, encoders, validation, checkpoints, holdout scoring), of the bare
    loop (model build to last step), and the ratio lockgate loop / bare (aim: at least 0.8x). A third
    run, the bare loop with the model wrapped in ``DistributedDataParallel`` (gloo, world size 1, in
@@ -30,8 +30,6 @@ lakeFS server. Ingesting is not timed.
       both give the same matrix (checked);
    b. the full path, ``Predictor.answer`` (transform, forward, ``Problem.outputs``, ``answers``,
       ``scores``) vs raw floats + the same forward, outputs, answers and scores;
-   c. a prototype encoder on Python lists (no DataFrame per request; one dict lookup per one-hot
-      value), defined only here, checked equal to ``transform_records``, to size a faster path.
 
    Printed: µs per request (best of ``--serving-repeats`` interleaved passes), the ratios, and the
    encoders' share of the request.
@@ -357,61 +355,6 @@ def print_training(figures: Sequence[TrainingFigures], *, epochs: int, batch_siz
 # -- 2. encoders at serving -------------------------------------------------------------------------
 
 
-class ListEncoder:
-    """Prototype of a DataFrame-free ``transform_records``: the same matrix from Python lists.
-
-    Built once per preprocessor (one-hot vocabularies as dicts). Any column whose values NumPy cannot
-    read as numbers goes through the preprocessor's own encoder, so the errors stay the same.
-    """
-
-    def __init__(self, preprocessor) -> None:
-        self.preprocessor = preprocessor
-        self.plan = []
-        offset = 0
-        for encoder in preprocessor.encoders:
-            vocabulary = {value: index for index, value in enumerate(encoder.categories)}
-            self.plan.append((encoder, offset, vocabulary))
-            offset += encoder.width
-
-    def transform_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """The model's input matrix for ``records``, equal to ``Preprocessor.transform_records``."""
-        from infra.errors import InvalidInputError
-
-        rows = len(records)
-        out = np.zeros((rows, self.preprocessor.width), dtype=np.float32)
-        for encoder, offset, vocabulary in self.plan:
-            values = [record.get(encoder.column) for record in records]
-            if encoder.kind == "one_hot":
-                unknown = len(encoder.categories)
-                codes = [vocabulary.get(value, unknown) for value in values]
-                if encoder.unknown == "refuse":
-                    for value, code in zip(values, codes, strict=True):
-                        if code == unknown and value is not None and value == value:  # not None, not NaN
-                            raise InvalidInputError(
-                                f"{encoder.column}: value {value!r} was not seen in training; allowed "
-                                f"values: {list(encoder.categories)}"
-                            )
-                out[np.arange(rows), offset + np.asarray(codes, dtype=np.int64)] = 1.0
-                continue
-            try:
-                if encoder.kind != "numeric" or any(isinstance(v, (str, bool)) for v in values):
-                    raise TypeError("not plain numbers")
-                numbers = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-            except (TypeError, ValueError):
-                out[:, offset : offset + 1] = encoder.encode(pd.Series(values, dtype=object))
-                continue
-            nulls = np.isnan(numbers)
-            if nulls.any():
-                if encoder.missing == "refuse":
-                    raise InvalidInputError(
-                        f"{encoder.column}: {int(nulls.sum())} missing value(s); the dataset's "
-                        "missing-value policy for it is 'refuse'"
-                    )
-                numbers = np.where(nulls, encoder.mean if encoder.missing == "mean" else 0.0, numbers)
-            out[:, offset] = ((numbers - encoder.mean) / encoder.std).astype(np.float32)
-        return out
-
-
 @dataclass(frozen=True)
 class ServingFigures:
     """µs per request of each variant, for one dataset and request size."""
@@ -422,10 +365,8 @@ class ServingFigures:
     inputs: int
     encode_lockgate: float
     encode_raw: float
-    encode_lists: float
     full_lockgate: float
     full_raw: float
-    full_lists: float
 
     @property
     def encoder_share(self) -> float:
@@ -479,7 +420,6 @@ def time_serving(task: str, spec, frame: pd.DataFrame, *, records: int, repeats:
     names = preprocessor.input_names
     matrix = preprocessor.transform_records(feature_records)
     model_ready = [dict(zip(names, (float(v) for v in row), strict=True)) for row in matrix]
-    lists = ListEncoder(preprocessor)
 
     def raw_floats(batch: Sequence[Mapping[str, float]]) -> np.ndarray:
         return np.array([[record[name] for name in names] for record in batch], dtype=np.float32)
@@ -490,8 +430,6 @@ def time_serving(task: str, spec, frame: pd.DataFrame, *, records: int, repeats:
 
     if not np.array_equal(raw_floats(model_ready), matrix):
         raise SystemExit(f"{spec.name}: the raw-floats baseline does not rebuild the encoders' matrix")
-    if not np.array_equal(lists.transform_records(feature_records), matrix):
-        raise SystemExit(f"{spec.name}: the list-based prototype disagrees with transform_records")
     print(f"serving {spec.name}: {len(feature_records)} records, {len(names)} model inputs ...", flush=True)
     figures = []
     for size in BATCH_SIZES:
@@ -503,10 +441,8 @@ def time_serving(task: str, spec, frame: pd.DataFrame, *, records: int, repeats:
             {
                 "encode_lockgate": (preprocessor.transform_records, requests),
                 "encode_raw": (raw_floats, ready),
-                "encode_lists": (lists.transform_records, requests),
                 "full_lockgate": (predictor.answer, requests),
                 "full_raw": (lambda batch: answer(raw_floats(batch)), ready),
-                "full_lists": (lambda batch: answer(lists.transform_records(batch)), requests),
             },
             repeats=repeats,
         )
@@ -519,8 +455,7 @@ def print_serving(figures: Sequence[ServingFigures]) -> None:
     print("\n2. Encoders at serving: µs per request (1 torch thread)")
     header = (
         f"{'dataset':<9} {'recs':>4} {'transform_records':>17} {'raw floats':>10} {'ratio':>7} "
-        f"{'Predictor.answer':>16} {'raw+forward':>11} {'ratio':>6} {'encoder share':>13} "
-        f"{'lists encode':>12} {'lists full':>10}"
+        f"{'Predictor.answer':>16} {'raw+forward':>11} {'ratio':>6} {'encoder share':>13}"
     )
     print(header)
     print("-" * len(header))
@@ -528,13 +463,9 @@ def print_serving(figures: Sequence[ServingFigures]) -> None:
         print(
             f"{f.dataset:<9} {f.batch:>4} {f.encode_lockgate:>17,.1f} {f.encode_raw:>10,.1f} "
             f"{f.encode_lockgate / f.encode_raw:>6.0f}x {f.full_lockgate:>16,.1f} {f.full_raw:>11,.1f} "
-            f"{f.full_lockgate / f.full_raw:>5.1f}x {f.encoder_share:>12.0%} "
-            f"{f.encode_lists:>12,.1f} {f.full_lists:>10,.1f}"
+            f"{f.full_lockgate / f.full_raw:>5.1f}x {f.encoder_share:>12.0%}"
         )
-    print(
-        "'encoder share': (transform_records - raw floats) / Predictor.answer. 'lists': the prototype\n"
-        "DataFrame-free encoder defined in this script (same matrix, checked), not lockgate's code."
-    )
+    print("'encoder share': (transform_records - raw floats) / Predictor.answer.")
 
 
 def print_markdown(training: Sequence[TrainingFigures], serving: Sequence[ServingFigures]) -> None:
@@ -555,15 +486,14 @@ def print_markdown(training: Sequence[TrainingFigures], serving: Sequence[Servin
     print()
     print(
         "| dataset, records per request | transform_records vs raw floats | Predictor.answer vs raw + "
-        "forward | encoders' share | list-based prototype (encode / full) |"
+        "forward | encoders' share |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|")
     for f in serving:
         print(
             f"| {f.dataset}, {f.batch} | {f.encode_lockgate:,.0f} µs vs {f.encode_raw:,.1f} µs: "
             f"**{f.encode_lockgate / f.encode_raw:,.0f}x** | {f.full_lockgate:,.0f} µs vs "
-            f"{f.full_raw:,.0f} µs: **{f.full_lockgate / f.full_raw:.1f}x** | {f.encoder_share:.0%} | "
-            f"{f.encode_lists:,.0f} µs / {f.full_lists:,.0f} µs |"
+            f"{f.full_raw:,.0f} µs: **{f.full_lockgate / f.full_raw:.1f}x** | {f.encoder_share:.0%} |"
         )
 
 
