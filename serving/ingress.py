@@ -130,6 +130,35 @@ def _dataset_of(settings: ServingSettings, routes: list[dict], lakefs: LakeFSSet
     return get_dataset(settings.dataset), card
 
 
+def _contract(settings: ServingSettings, routes: list[dict], lakefs: LakeFSSettings | None):
+    """The request validator (from the dataset's validated model and the served vocabulary) and the
+    score bins of the served task (None: ten equal bins of a probability)."""
+    from contracts.inference import request_model
+
+    spec, card = _dataset_of(settings, routes, lakefs)
+    allowed, nullable, edges = {}, set(), None
+    if card is not None:
+        from tasks.preprocessing import Preprocessor
+
+        preprocessor = Preprocessor.from_dict(card.feature_spec.get("preprocessing") or card.feature_spec)
+        allowed = {
+            e.column: list(e.categories)
+            for e in preprocessor.encoders
+            if e.kind == "one_hot" and e.unknown == "refuse"
+        }
+        nullable = preprocessor.nullable()
+        if (card.feature_spec.get("problem") or {}).get("task", "binary") != "binary":
+            edges = card.feature_spec.get("score_edges")
+    request_type = request_model(
+        spec.validated_model,
+        feature_columns=spec.feature_columns,
+        name="InferenceRecord",
+        allowed_values=allowed,
+        nullable=nullable,
+    )
+    return pydantic.TypeAdapter(list[request_type]), edges
+
+
 @serve.deployment(name=INGRESS_DEPLOYMENT, max_ongoing_requests=512, graceful_shutdown_timeout_s=30)
 @serve.ingress(api)
 class Ingress:
@@ -142,34 +171,14 @@ class Ingress:
         *,
         lakefs: LakeFSSettings | None = None,
     ) -> None:
-        from contracts.inference import request_model
-
         self.settings = ServingSettings.model_validate(settings)
-        spec, card = _dataset_of(self.settings, initial_routes, lakefs)
-        allowed, nullable = {}, set()
-        self.score_edges = None
-        if card is not None:
-            from tasks.preprocessing import Preprocessor
-
-            record = card.feature_spec.get("preprocessing") or card.feature_spec
-            preprocessor = Preprocessor.from_dict(record)
-            allowed = {
-                e.column: list(e.categories)
-                for e in preprocessor.encoders
-                if e.kind == "one_hot" and e.unknown == "refuse"
-            }
-            nullable = preprocessor.nullable()
-            self.score_edges = card.feature_spec.get("score_edges")
-            if card.feature_spec.get("problem", {}).get("task", "binary") == "binary":
-                self.score_edges = None  # ten equal bins of the probability
-        self.request_type = request_model(
-            spec.validated_model,
-            feature_columns=spec.feature_columns,
-            name="InferenceRecord",
-            allowed_values=allowed,
-            nullable=nullable,
-        )
-        self.records_adapter = pydantic.TypeAdapter(list[self.request_type])
+        self.lakefs = lakefs
+        self.records_adapter, self.score_edges, self.contract_problem = None, None, ""
+        try:
+            self.records_adapter, self.score_edges = _contract(self.settings, initial_routes, lakefs)
+        except Exception as error:  # the registry is down and no dataset is set: retried per request
+            self.contract_problem = f"{type(error).__name__}: {error}"
+            logger.warning("request contract not loaded yet (%s); retrying on requests", error)
         initial = {"epoch": 0, "routes": initial_routes}
         self.table = RoutingTable.from_dict(initial)
         self.control = control_actor(self.settings.app_name, initial)
@@ -358,6 +367,18 @@ class Ingress:
                 f"{len(records):,} records exceed the limit of {self.settings.max_records:,} per request",
                 request_id,
             )
+        if self.records_adapter is None:
+            try:
+                self.records_adapter, self.score_edges = _contract(
+                    self.settings, self.table.to_dict()["routes"], self.lakefs
+                )
+            except Exception as error:
+                self.contract_problem = f"{type(error).__name__}: {error}"
+                return [], _error(
+                    503,
+                    f"model not ready: the request contract is not loaded ({self.contract_problem})",
+                    request_id,
+                )
         try:
             self.records_adapter.validate_python(records)
         except pydantic.ValidationError as error:

@@ -87,3 +87,21 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """Two worker processes, one thread each: one DDP rank per worker, shared by every suite that trains
+    (starting a cluster costs seconds; tests that need their own start one)."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def dask_client(dask_cluster):
+    from dask.distributed import Client
+
+    with Client(dask_cluster) as client:
+        yield client

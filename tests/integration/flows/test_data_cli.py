@@ -32,7 +32,10 @@ def ingested(lakefs_client, tmp_path_factory) -> IngestResult:
     """A good loans batch of ``ROWS`` rows (IDs no other test uses), merged into main."""
     source = tmp_path_factory.mktemp("data-cli") / "batch.parquet"
     first_id = 900_000_000 + uuid.uuid4().int % 1_000_000 * 10_000
-    write_batch(GeneratorConfig(rows=ROWS, seed=11, first_id=first_id), str(source), file_format="parquet")
+    # Function 1, as every suite that trains on lockgate-loans main: one concept in the shared repository.
+    write_batch(
+        GeneratorConfig(rows=ROWS, seed=11, function=1, first_id=first_id), str(source), file_format="parquet"
+    )
     result = run_ingest(
         IngestParameters(source=str(source), dataset="loans"),
         client=lakefs_client,

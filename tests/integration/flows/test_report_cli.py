@@ -82,7 +82,7 @@ def ingested(lakefs_client, tmp_path_factory) -> tuple[IngestResult, str]:
     first_id = 800_000_000 + uuid.uuid4().int % 1_000_000 * 10_000
     batches = {"good": 0.0, "bad": 0.01}
     for name, defect_rate in batches.items():
-        config = GeneratorConfig(rows=1_200, seed=5, first_id=first_id, defect_rate=defect_rate)
+        config = GeneratorConfig(rows=1_200, seed=5, function=1, first_id=first_id, defect_rate=defect_rate)
         write_batch(config, str(folder / f"{name}.parquet"), file_format="parquet")
 
     def ingest(name: str):

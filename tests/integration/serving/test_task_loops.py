@@ -8,11 +8,11 @@ Serve with the other serving tests, each under its own route prefix.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import time
 import uuid
-from functools import partial
 
 import httpx
 import numpy as np
@@ -21,9 +21,7 @@ import pytest
 
 from contracts.rollout import RolloutStep
 from contracts.slo import SLOThresholds
-from infra.clients import dask_client
 from infra.naming import INFERENCE_REPOSITORY
-from infra.settings import DaskSettings
 from serving.operations import RayServing, start_serving, stop_serving
 from serving.rollout import run_rollout
 from serving.traffic import TrafficGenerator
@@ -87,7 +85,9 @@ def wait_until_logged(client, since: str | None, model: str, rows: int, timeout_
         ("diabetes", lambda a: set(a) >= {"prediction"} and isinstance(a["prediction"], float), "r2"),
     ],
 )
-def test_the_whole_loop(serving, lakefs_client, tmp_path, dataset, check_answer, quality_metric) -> None:
+def test_the_whole_loop(
+    serving, lakefs_client, dask_client, tmp_path, dataset, check_answer, quality_metric
+) -> None:
     spec = get_dataset(dataset)
     client = lakefs_client
     source = tmp_path / f"{dataset}.csv"
@@ -101,7 +101,9 @@ def test_the_whole_loop(serving, lakefs_client, tmp_path, dataset, check_answer,
         publish=RecordingPublisher(),
     )
     name = f"{dataset}-loop-{uuid.uuid4().hex[:6]}"
-    cluster = partial(dask_client, DaskSettings(n_workers=2))
+
+    def cluster():
+        return contextlib.nullcontext(dask_client)  # the session's two workers: no start per training
 
     def train(parameters: TrainParameters):
         return run_train(

@@ -7,17 +7,15 @@ data shipped inside well-kept packages; loans stays the binary case of the other
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
-from functools import partial
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from infra.clients import dask_client
 from infra.errors import ModelFactoryError, UnusableDataError
-from infra.settings import DaskSettings
 from tasks import registry, versioning
 from tasks.datasets import get_dataset
 from tasks.ingestion import IngestParameters, run_ingest
@@ -59,13 +57,22 @@ def ingested(name: str, tmp_path_factory, lakefs_client, *, frame: pd.DataFrame 
     return spec
 
 
+SHARED: dict[str, object] = {}
+
+
+@pytest.fixture(autouse=True)
+def shared_cluster(dask_client):
+    """The session's two-worker Dask cluster, for every training here (no cluster start per run)."""
+    SHARED["dask"] = dask_client
+
+
 def train(spec, lakefs_client, *, config: TrainingConfig | None = None, name: str | None = None):
     name = name or f"{spec.name}-{uuid.uuid4().hex[:6]}"
     published = RecordingPublisher()
     result = run_train(
         TrainParameters(dataset=spec.name, model_name=name, config=config or TrainingConfig()),
         client=lakefs_client,
-        dask_cluster=partial(dask_client, DaskSettings(n_workers=2)),
+        dask_cluster=lambda: contextlib.nullcontext(SHARED["dask"]),
         publish=published,
         run_id=uuid.uuid4().hex,
         spec=spec,

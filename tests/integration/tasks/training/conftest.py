@@ -96,20 +96,3 @@ def training_data(loans_spec: DatasetSpec, lakefs_client: lakefs.Client, batch_f
         client=lakefs_client,
     )
     return resolve_training_data(loans_spec, report.merge_commit, client=lakefs_client)
-
-
-@pytest.fixture(scope="session")
-def dask_cluster(lakefs_environment: None):
-    """Two worker processes, one thread each: one DDP rank per worker."""
-    from dask.distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        yield cluster
-
-
-@pytest.fixture(scope="session")
-def dask_client(dask_cluster):
-    from dask.distributed import Client
-
-    with Client(dask_cluster) as client:
-        yield client
