@@ -87,7 +87,7 @@ def test_version_prints_package_versions() -> None:
     result = runner.invoke(app, ["version"])
     assert result.exit_code == 0, result.output
     assert "lockgate 0.1.0" in result.output
-    assert "lakefs-sdk 1.88.0" in result.output
+    assert "lakefs-sdk 1.86.0" in result.output
 
 
 def test_serve_options_override_environment(
