@@ -187,6 +187,10 @@ class MergeConflictError(VersioningError):
     """Source and destination changed the same paths differently; nothing was merged."""
 
 
+class GarbageCollectionError(VersioningError):
+    """The embedded server refused or failed a garbage collection (no rules, bad options, ...)."""
+
+
 class DataFormatError(VersioningError, ValueError):
     """Stored bytes could not be decoded as the expected format (Parquet)."""
 

@@ -32,20 +32,27 @@ from .errors import (
     ApiError,
     BadRequest,
     Forbidden,
+    Gone,
     NotFound,
     PreconditionFailed,
     RangeNotSatisfiable,
     Unauthorized,
 )
+from .gc import DEFAULT_MIN_AGE_HOURS, GarbageCollector, GcRules
 from .hooks import ACTIONS_PREFIX, MAX_ACTION_FILE, HookRunner
 from .names import NAMESPACE_RE, validate_path
+from .samples import SAMPLE_MESSAGE, sample_files
 from .store import MAX_PAGE, Change, Resolved, Store
 
-VERSION = "1.60.0-lockgate"
+# The lakeFS API version this server implements, as plain MAJOR.MINOR.PATCH: clients parse it (lakefs-spec
+# compares it with feature versions). What the server is goes in ``version_context``.
+VERSION = "1.60.0"
+VERSION_CONTEXT = "lockgate-embedded"
 COMMITTER = "admin"
 META_HEADER = "x-lakefs-meta-"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 PRESIGN_PATH = "/_lakefs/presigned"
+GC_PATH = "/_lockgate/gc"  # lockgate's own: lakeFS collects garbage with a Spark job instead
 OPEN_PATHS = {"/healthcheck", "/api/v1/healthcheck", PRESIGN_PATH}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 logger = logging.getLogger("lockgate.lakefs")
@@ -157,10 +164,12 @@ def _prefix_stats(path: str) -> dict[str, Any]:
 
 
 def _diff_item(change: Change) -> dict[str, Any]:
-    item: dict[str, Any] = {"type": change.kind, "path": change.path, "path_type": "object"}
-    if change.entry is not None:
-        item["size_bytes"] = change.entry[2]
-    return item
+    return {
+        "type": change.kind,
+        "path": change.path,
+        "path_type": "object",
+        "size_bytes": change.entry[2] if change.entry is not None else 0,  # lakeFS: 0 when removed
+    }
 
 
 def _group_diff(
@@ -269,9 +278,12 @@ class LakeFSApi:
         hook_timeout: float,
         block_store_type: str,
         default_namespace_prefix: str | None = None,
+        gc_batch_size: int = 1000,
+        gc_pause_seconds: float = 0.01,
     ) -> None:
         self.store = store
         self.blocks = blocks
+        self.gc = GarbageCollector(store, blocks, batch_size=gc_batch_size, pause_seconds=gc_pause_seconds)
         self.presigner = presigner
         self.presign_enabled = presign_enabled
         self.block_store_type = block_store_type
@@ -349,13 +361,17 @@ class LakeFSApi:
         return config
 
     def get_config(self, request: Request) -> Response:
-        return _json({"version_config": {"version": VERSION}, "storage_config": self.storage_config()})
+        return _json({"version_config": self.version_config(), "storage_config": self.storage_config()})
+
+    @staticmethod
+    def version_config() -> dict[str, Any]:
+        return {"version": VERSION, "version_context": VERSION_CONTEXT, "upgrade_recommended": False}
 
     def get_storage_config(self, request: Request) -> Response:
         return _json(self.storage_config())
 
     def get_version(self, request: Request) -> Response:
-        return _json({"version": VERSION})
+        return _json(self.version_config())
 
     def get_current_user(self, request: Request) -> Response:
         return _json({"user": {"id": COMMITTER, "creation_date": 0}})
@@ -380,14 +396,39 @@ class LakeFSApi:
                 f"{self.blocks.scheme}:// (e.g. {self.blocks.namespace_example()!r})"
             )
         default_branch = _field(body, "default_branch", str, "main")
+        storage_id = _field(body, "storage_id", str, "")
+        if storage_id:
+            raise BadRequest(
+                f'storage id "{storage_id}": no storage config; this server has one block store, '
+                'whose storage id is "" (leave storage_id out)'
+            )
         repository = await run_in_threadpool(
             self.store.create_repository,
             name,
             storage_namespace=namespace,
             default_branch=default_branch,
-            read_only=bool(body.get("read_only")),
+            read_only=bool(_field(body, "read_only", bool, False)),
         )
+        if _field(body, "sample_data", bool, False):
+            await run_in_threadpool(self._add_sample_data, name, default_branch)
         return _json(repository, 201)
+
+    def _add_sample_data(self, repository: str, branch: str) -> None:
+        """Commit the quickstart sample (``samples``) to the new repository, as lakeFS's
+        ``sample_data`` does; a failure removes the repository again rather than leave it half made."""
+        try:
+            namespace = self._namespace(repository)
+            for path, data in sample_files(repository):
+                address = new_address(namespace)
+                writer = self.blocks.writer(address)
+                writer.write(data)
+                size, md5 = writer.finish()
+                entry = [address, md5, size, int(time.time()), DEFAULT_CONTENT_TYPE, {}]
+                self.store.stage(repository, branch, path, entry, received=True)
+            self.store.commit(repository, branch, message=SAMPLE_MESSAGE, metadata={}, committer=COMMITTER)
+        except BaseException:
+            self.store.delete_repository(repository)
+            raise
 
     def get_repository(self, request: Request) -> Response:
         return _json(self.store.get_repository(_param(request, "repository")))
@@ -399,15 +440,53 @@ class LakeFSApi:
     def get_repository_metadata(self, request: Request) -> Response:
         return _json(self.store.repository_metadata(_param(request, "repository")))
 
+    # -- garbage collection --------------------------------------------------------------------
+
+    def get_gc_rules(self, request: Request) -> Response:
+        repository = _param(request, "repository")
+        rules = self.store.gc_rules(repository)
+        if rules is None:
+            raise NotFound(f"not found: no GC rules set for repository {repository!r}")
+        return _json(GcRules.parse(rules).to_json())
+
+    async def set_gc_rules(self, request: Request) -> Response:
+        rules = GcRules.parse(await _body_json(request))
+        await run_in_threadpool(self.store.set_gc_rules, _param(request, "repository"), rules.to_json())
+        return Response(status_code=204)
+
+    def delete_gc_rules(self, request: Request) -> Response:
+        self.store.set_gc_rules(_param(request, "repository"), None)
+        return Response(status_code=204)
+
+    async def run_gc(self, request: Request) -> Response:
+        """lockgate's own endpoint (lakeFS runs GC as a Spark job): collect one repository's garbage.
+
+        Query: ``dry_run`` (list what would go), ``min_age_hours`` (keep blocks written more recently;
+        default 6), ``addresses`` (include the deleted addresses in the answer; default true).
+        """
+        repository = _param(request, "repository")
+        raw_age = request.query_params.get("min_age_hours", str(DEFAULT_MIN_AGE_HOURS))
+        try:
+            min_age_hours = float(raw_age)
+        except ValueError as error:
+            raise BadRequest(f"query parameter 'min_age_hours' must be a number, got {raw_age!r}") from error
+        if not 0 <= min_age_hours <= 24 * 365:
+            raise BadRequest(f"query parameter 'min_age_hours' must be between 0 and 8760, got {raw_age}")
+        dry_run = _bool(request, "dry_run")
+        result = await run_in_threadpool(
+            self.gc.run, repository, dry_run=dry_run, min_age_seconds=min_age_hours * 3600
+        )
+        return _json(result.to_json(addresses=_bool(request, "addresses", True)))
+
     # -- branches ------------------------------------------------------------------------------
 
     def list_branches(self, request: Request) -> Response:
-        return self._list_refs(request, "branches")
+        return self._list_refs(request, "branches", show_hidden=_bool(request, "show_hidden"))
 
     def list_tags(self, request: Request) -> Response:
         return self._list_refs(request, "tags")
 
-    def _list_refs(self, request: Request, table: str) -> Response:
+    def _list_refs(self, request: Request, table: str, *, show_hidden: bool = True) -> Response:
         amount = _amount(request)
         params = request.query_params
         items = self.store.list_refs(
@@ -416,6 +495,7 @@ class LakeFSApi:
             prefix=params.get("prefix", ""),
             after=params.get("after", ""),
             amount=amount,
+            show_hidden=show_hidden,
         )
         return _json(_page(items, amount, key=lambda r: r["id"]))
 
@@ -423,7 +503,7 @@ class LakeFSApi:
         repository = _param(request, "repository")
         body = await _body_json(request)
         name, source = _field(body, "name", str), _field(body, "source", str)
-        force = bool(body.get("force"))
+        force, hidden = bool(_field(body, "force", bool, False)), bool(_field(body, "hidden", bool, False))
 
         def create() -> str:
             commit_id = self.store.resolve(repository, source).commit_id
@@ -432,7 +512,9 @@ class LakeFSApi:
                 repository=repository,
                 actions_ref=source,
                 record={"branch_id": name, "source_ref": source, "commit_id": commit_id},
-                operation=lambda: self.store.create_branch(repository, name, source=source, force=force),
+                operation=lambda: self.store.create_branch(
+                    repository, name, source=source, force=force, hidden=hidden
+                ),
             )
 
         commit_id = await run_in_threadpool(create)
@@ -574,6 +656,8 @@ class LakeFSApi:
                     f"query parameter 'since' is not an RFC 3339 date-time: {params['since']!r}"
                 ) from error
         after = params.get("after", "")
+        # limit=true: at most 'amount' commits and no next page (lakeFS's "no further indication").
+        limit = _bool(request, "limit")
         results: list[dict[str, Any]] = []
         skipping = bool(after)
         for commit in self.store.log(
@@ -589,7 +673,7 @@ class LakeFSApi:
             if (objects or prefixes) and not self._touches(repository, commit, objects, prefixes):
                 continue
             results.append(commit)
-            if len(results) > amount:
+            if len(results) > amount or (limit and len(results) == amount):
                 break
         return _json(_page(results, amount, key=lambda c: c["id"]))
 
@@ -752,9 +836,19 @@ class LakeFSApi:
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         headers["Content-Length"] = str(end - start + 1)
         if not with_body:
+            if self.blocks.size(address) is None:
+                raise Gone(f"resource expired: the data of this object was removed ({address!r})")
             return Response(status_code=status, headers=headers)
-        body = self.blocks.read(address, start, end) if end >= start else iter(())
-        return StreamingResponse(body, status_code=status, headers=headers)
+        if end < start:
+            return Response(b"", status_code=status, headers=headers)
+        chunks = self.blocks.read(address, start, end)
+        first = next(chunks, b"")  # opens the block: one that is gone is a 410 before any header goes out
+
+        def body() -> Iterator[bytes]:
+            yield first
+            yield from chunks
+
+        return StreamingResponse(body(), status_code=status, headers=headers)
 
     def get_object(self, request: Request) -> Response:
         repository, ref = _param(request, "repository"), _param(request, "ref")
@@ -887,7 +981,7 @@ class LakeFSApi:
                 except NotFound:
                     pass
                 else:
-                    raise PreconditionFailed(f"object {path!r} already exists (If-None-Match: *)")
+                    raise PreconditionFailed(f"path already exists: {path!r} (If-None-Match: *)")
             return self._namespace(repository)
 
         namespace = await run_in_threadpool(prepare)
@@ -904,7 +998,9 @@ class LakeFSApi:
             part_type if multipart else request.headers.get("content-type")
         ) or DEFAULT_CONTENT_TYPE
         entry = [address, md5, size, int(time.time()), object_type, metadata]
-        await run_in_threadpool(self.store.stage, repository, branch, path, entry, if_absent=if_absent)
+        await run_in_threadpool(
+            self.store.stage, repository, branch, path, entry, if_absent=if_absent, received=True
+        )
         return _json(object_stats(path, entry), 201)
 
     async def stage_object(self, request: Request) -> Response:
@@ -930,9 +1026,16 @@ class LakeFSApi:
             raise BadRequest(f"no data at physical address {address!r}: upload it before linking")
         if actual != declared:
             raise BadRequest(f"size mismatch at {address!r}: declared {declared} bytes, stored {actual}")
+        checksum = _field(body, "checksum", str)
+        received = self.store.block(address)
+        if received is not None and received[1] != checksum.strip('"'):
+            raise BadRequest(
+                f"checksum mismatch at {address!r}: declared {checksum!r}, the bytes received have MD5 "
+                f"{received[1]!r}; upload the object again"
+            )
         return [
             address,
-            _field(body, "checksum", str),
+            checksum,
             actual,
             _field(body, "mtime", int, None) or int(time.time()),
             _field(body, "content_type", str, None) or DEFAULT_CONTENT_TYPE,
@@ -975,6 +1078,8 @@ class LakeFSApi:
 
         def copy() -> list[Any]:
             source = self.store.get_entry(repository, source_ref, source_path)
+            if self.blocks.size(source[0]) is None:
+                raise Gone(f"resource expired: the data of {source_path!r} at {source_ref!r} was removed")
             # Blocks are immutable and never reused for other bytes, so the copy may share them.
             entry = [source[0], source[1], source[2], int(time.time()), source[4], dict(source[5] or {})]
             self.store.stage(repository, branch, destination, entry)
@@ -1032,7 +1137,8 @@ class LakeFSApi:
             address = self.presigner.verify(request, "PUT")
             if await run_in_threadpool(self.blocks.size, address) is not None:
                 raise Forbidden(f"physical address {address!r} is already written; ask for a new one")
-            _, md5, _ = await self._receive(request, address, multipart=False)
+            size, md5, _ = await self._receive(request, address, multipart=False)
+            await run_in_threadpool(self.store.record_block, address, size=size, checksum=md5)
             return Response(status_code=200, headers={"ETag": f'"{md5}"'})
         address = self.presigner.verify(request, "GET")
         size = await run_in_threadpool(self.blocks.size, address)
@@ -1057,6 +1163,9 @@ class LakeFSApi:
             (repo, self.get_repository, ["GET"]),
             (repo, self.delete_repository, ["DELETE"]),
             (repo + "/metadata", self.get_repository_metadata, ["GET"]),
+            (repo + "/settings/gc_rules", self.get_gc_rules, ["GET"]),
+            (repo + "/settings/gc_rules", self.set_gc_rules, ["PUT"]),
+            (repo + "/settings/gc_rules", self.delete_gc_rules, ["DELETE"]),
             (repo + "/tags", self.list_tags, ["GET"]),
             (repo + "/tags", self.create_tag, ["POST"]),
             (repo + "/tags/{tag}", self.get_tag, ["GET"]),
@@ -1170,6 +1279,7 @@ def build_app(api: LakeFSApi, *, access_key_id: str, secret_access_key: str):
     app = Starlette(
         routes=[
             Route(PRESIGN_PATH, api.presigned, methods=["GET", "PUT", "HEAD"]),
+            Route(GC_PATH + "/{repository}", api.run_gc, methods=["POST"]),
             Mount("/api/v1", routes=routes),
             *routes,
         ],

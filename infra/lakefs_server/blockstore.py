@@ -13,12 +13,14 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .errors import BadRequest, NotFound
+from .errors import BadRequest, Gone
 
 CHUNK = 1024 * 1024
+DATA_DIR = "data"  # blocks live at <namespace>/data/<id>; garbage collection looks nowhere else
 
 
 class BlockWriter:
@@ -49,6 +51,15 @@ class BlockWriter:
         Path(self._file.name).unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class StoredBlock:
+    """One block found in a namespace: its address, size and when it was written (epoch seconds)."""
+
+    address: str
+    size: int
+    written: float
+
+
 class BlockStore(Protocol):
     scheme: str
 
@@ -59,6 +70,14 @@ class BlockStore(Protocol):
     def read(self, address: str, start: int, end: int) -> Iterator[bytes]: ...
 
     def namespace_example(self) -> str: ...
+
+    def list_blocks(self, namespace: str) -> Iterator[StoredBlock]:
+        """Every block the server wrote under ``<namespace>/data/`` (nothing else is ever collected)."""
+        ...
+
+    def delete(self, addresses: list[str]) -> None:
+        """Remove blocks; an address already gone is no error."""
+        ...
 
 
 class LocalBlockStore:
@@ -102,7 +121,9 @@ class LocalBlockStore:
         try:
             handle = open(self._path(address), "rb")  # noqa: SIM115 - closed by the generator
         except FileNotFoundError as error:
-            raise NotFound(f"object data missing from block store at {address!r}") from error
+            raise Gone(
+                f"resource expired: the data at {address!r} is gone (removed by garbage collection)"
+            ) from error
         with handle:
             handle.seek(start)
             remaining = end - start + 1
@@ -115,6 +136,23 @@ class LocalBlockStore:
 
     def namespace_example(self) -> str:
         return "local://my-repository"
+
+    def list_blocks(self, namespace: str) -> Iterator[StoredBlock]:
+        data = self._path(f"{namespace.rstrip('/')}/{DATA_DIR}")
+        try:
+            entries = os.scandir(data)
+        except FileNotFoundError:
+            return
+        prefix = f"{namespace.rstrip('/')}/{DATA_DIR}/"
+        with entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False):
+                    stat = entry.stat(follow_symlinks=False)
+                    yield StoredBlock(prefix + entry.name, stat.st_size, stat.st_mtime)
+
+    def delete(self, addresses: list[str]) -> None:
+        for address in addresses:
+            self._path(address).unlink(missing_ok=True)
 
     def clear_tmp(self) -> None:
         """Remove upload leftovers of a previous process (they were never published)."""
@@ -174,7 +212,9 @@ class S3BlockStore:
         try:
             response = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")
         except ClientError as error:
-            raise NotFound(f"object data missing from block store at {address!r}: {error}") from error
+            raise Gone(
+                f"resource expired: the data at {address!r} is gone (removed by garbage collection): {error}"
+            ) from error
         body = response["Body"]
         try:
             yield from body.iter_chunks(CHUNK)
@@ -184,6 +224,29 @@ class S3BlockStore:
     def namespace_example(self) -> str:
         return f"{self.default_namespace}/my-repository"
 
+    def list_blocks(self, namespace: str) -> Iterator[StoredBlock]:
+        bucket, key = self._split(f"{namespace.rstrip('/')}/{DATA_DIR}/")
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=key):
+            for item in page.get("Contents", []):
+                if "/" in item["Key"][len(key) :]:
+                    continue
+                written = item["LastModified"].timestamp()
+                yield StoredBlock(f"s3://{bucket}/{item['Key']}", item["Size"], written)
+
+    def delete(self, addresses: list[str]) -> None:
+        by_bucket: dict[str, list[str]] = {}
+        for address in addresses:
+            bucket, key = self._split(address)
+            by_bucket.setdefault(bucket, []).append(key)
+        for bucket, keys in by_bucket.items():
+            for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+                chunk = [{"Key": key} for key in keys[start : start + 1000]]
+                response = self.client.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+                if response.get("Errors"):
+                    first = response["Errors"][0]
+                    raise OSError(f"S3 refused to delete {first.get('Key')!r}: {first.get('Message')}")
+
     def clear_tmp(self) -> None:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -191,4 +254,4 @@ class S3BlockStore:
 
 def new_address(namespace: str) -> str:
     """A fresh, never-reused physical address inside a repository's storage namespace."""
-    return f"{namespace.rstrip('/')}/data/{uuid.uuid4().hex}"
+    return f"{namespace.rstrip('/')}/{DATA_DIR}/{uuid.uuid4().hex}"

@@ -41,6 +41,12 @@ class Conflict(ApiError):
     status = 409
 
 
+class Gone(ApiError):
+    """The entry exists but its data was deleted by garbage collection (lakeFS: 410 resource expired)."""
+
+    status = 410
+
+
 class PreconditionFailed(ApiError):
     status = 412
 

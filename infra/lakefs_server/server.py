@@ -75,8 +75,44 @@ def create_server_app(settings: EmbeddedLakeFSSettings):
         hook_timeout=settings.hook_timeout_seconds,
         block_store_type=settings.block_store,
         default_namespace_prefix=default_prefix,
+        gc_batch_size=settings.gc_batch_size,
+        gc_pause_seconds=settings.gc_pause_seconds,
     )
     return build_app(api, access_key_id=access_key_id, secret_access_key=secret)
+
+
+MALFORMED = (
+    "invalid HTTP request: malformed, or the body is longer than its Content-Length; "
+    "nothing was stored, send the request again"
+)
+
+
+def _protocol():
+    """uvicorn's HTTP protocol, answering a request it cannot parse as lakeFS does: a JSON error body.
+
+    A body longer than its declared ``Content-Length`` shows up here (the extra bytes do not parse as
+    a next request); the upload it belonged to is dropped unpublished, never stored half-written.
+    """
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+    class LakeFSHttpProtocol(HttpToolsProtocol):
+        def send_400_response(self, msg: str) -> None:
+            body = json.dumps({"message": MALFORMED}).encode()
+            head = [STATUS_LINE[400]]
+            for name, value in self.server_state.default_headers:
+                head.extend([name, b": ", value, b"\r\n"])
+            head.extend(
+                [
+                    b"content-type: application/json\r\n",
+                    b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                    b"connection: close\r\n\r\n",
+                    body,
+                ]
+            )
+            self.transport.write(b"".join(head))
+            self.transport.close()
+
+    return LakeFSHttpProtocol
 
 
 def run_server(settings: EmbeddedLakeFSSettings) -> None:
@@ -99,4 +135,5 @@ def run_server(settings: EmbeddedLakeFSSettings) -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=10,
+        http=_protocol(),
     )

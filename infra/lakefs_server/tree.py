@@ -6,7 +6,8 @@ batch of changes rewrites only the paths from the changed leaves to the root, an
 skips every node the two share: commit, merge and diff cost grows with the size of the change, not
 with the size of the repository.
 
-An entry is the list ``[physical_address, checksum, size, mtime, content_type, metadata]``.
+An entry is the list ``[physical_address, checksum, size, mtime, content_type, metadata]``; two entries
+are the same object when their ``identity`` (checksum, size, content type, metadata) is equal.
 """
 
 from __future__ import annotations
@@ -24,6 +25,20 @@ MIN_FILL = 32
 
 _EMPTY_LEAF = b'{"l":[]}'
 EMPTY_TREE_ID = hashlib.sha256(_EMPTY_LEAF).hexdigest()
+
+
+def identity(entry: Entry | None) -> tuple[Any, ...] | None:
+    """What makes two entries the same object, as lakeFS sees it: checksum, size, content type and
+    user metadata. The physical address and mtime are not part of it: identical bytes uploaded again
+    under a new address are no change."""
+    if entry is None:
+        return None
+    return entry[1], entry[2], entry[4], entry[5] or {}
+
+
+def same(left: Entry | None, right: Entry | None) -> bool:
+    """Whether two entries (None: absent) are the same object."""
+    return identity(left) == identity(right)
 
 
 def _encode(node: dict[str, Any]) -> bytes:
@@ -235,11 +250,18 @@ def _child_ids(store: NodeStore, root_id: str) -> set[str]:
 
 
 def diff_trees(
-    store: NodeStore, left_id: str, right_id: str, *, prefix: str = ""
+    store: NodeStore,
+    left_id: str,
+    right_id: str,
+    *,
+    prefix: str = "",
+    equal: Callable[[Entry | None, Entry | None], bool] | None = None,
 ) -> Iterator[tuple[str, Entry | None, Entry | None]]:
     """Yield ``(path, left_entry, right_entry)`` in path order for every path that differs.
 
-    Subtrees present in both trees are skipped without being read.
+    Entries differ when they are not the ``same`` object (or, with ``equal``, by that test: garbage
+    collection compares whole entries, addresses included). Subtrees present in both trees are
+    skipped without being read.
     """
     if left_id == right_id:
         return
@@ -254,13 +276,17 @@ def diff_trees(
                 if path.startswith(prefix):
                     yield path, entry
 
-    yield from merge_diff(entries(left_leaves), entries(right_leaves))
+    yield from merge_diff(entries(left_leaves), entries(right_leaves), equal=equal or same)
 
 
 def merge_diff(
-    left: Iterator[tuple[str, Entry]], right: Iterator[tuple[str, Entry]]
+    left: Iterator[tuple[str, Entry]],
+    right: Iterator[tuple[str, Entry]],
+    *,
+    equal: Callable[[Entry | None, Entry | None], bool] | None = None,
 ) -> Iterator[tuple[str, Entry | None, Entry | None]]:
     """Walk two path-ordered entry streams together, yielding the paths whose entries differ."""
+    equal = equal or same
     sentinel = (None, None)
     a = next(left, sentinel)
     b = next(right, sentinel)
@@ -272,7 +298,26 @@ def merge_diff(
             yield b[0], None, b[1]
             b = next(right, sentinel)
         else:
-            if a[1] != b[1]:
+            if not equal(a[1], b[1]):
                 yield a[0], a[1], b[1]
             a = next(left, sentinel)
             b = next(right, sentinel)
+
+
+def collect_addresses(store: NodeStore, root_id: str, seen: set[str], into: set[str]) -> None:
+    """Add the physical address of every entry under ``root_id`` to ``into``.
+
+    Node IDs already in ``seen`` (subtrees shared with trees walked before) are skipped unread, so
+    walking many commits of one history costs about the size of their differences.
+    """
+    stack = [root_id]
+    while stack:
+        node_id = stack.pop()
+        if node_id in seen:
+            continue
+        seen.add(node_id)
+        node = store.get(node_id)
+        if "l" in node:
+            into.update(entry[0] for _, entry in node["l"])
+        else:
+            stack.extend(child for _, child in node["i"])

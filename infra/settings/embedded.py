@@ -42,6 +42,15 @@ class EmbeddedLakeFSSettings(BaseSettings):
     hook_timeout_seconds: float = Field(
         30.0, gt=0, description="Default timeout of action webhooks (an action may set its own)."
     )
+    gc_batch_size: int = Field(
+        1000, ge=1, le=10_000, description="Blocks garbage collection deletes per write transaction."
+    )
+    gc_pause_seconds: float = Field(
+        0.01,
+        ge=0,
+        le=60,
+        description="Pause between GC batches, so writers waiting on the metadata get through.",
+    )
     public_url: str | None = Field(
         None, description="Base URL clients reach the server at, used in presigned URLs; derived when unset."
     )

@@ -18,8 +18,10 @@ from infra.lakefs_server.store.base import _SCHEMA as _SCHEMA
 from infra.lakefs_server.store.base import (
     COMMIT_VERSION,
     MAX_PAGE,
+    BlocksMixin,
     Change,
     Entry,
+    ExpiryMixin,
     RepositoriesMixin,
     Resolved,
     StoreBase,
@@ -34,9 +36,11 @@ from infra.lakefs_server.store.refs import RefsMixin
 
 __all__ = [
     "COMMIT_VERSION",
+    "BlocksMixin",
     "MAX_PAGE",
     "Change",
     "Entry",
+    "ExpiryMixin",
     "HistoryMixin",
     "ObjectsMixin",
     "RefsMixin",
@@ -49,7 +53,7 @@ __all__ = [
 ]
 
 
-class Store(RepositoriesMixin, RefsMixin, ObjectsMixin, HistoryMixin):
+class Store(RepositoriesMixin, RefsMixin, ObjectsMixin, HistoryMixin, BlocksMixin, ExpiryMixin):
     """Metadata of every repository, in one SQLite database.
 
     Args:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.lakefs_server import tree
-from infra.lakefs_server.errors import BadRequest, Conflict, NotFound
+from infra.lakefs_server.errors import BadRequest, Conflict, Gone, NotFound
 from infra.lakefs_server.names import validate_branch_name, validate_repository_name
 
 Entry = list[Any]  # [physical_address, checksum, size, mtime, content_type, metadata]
@@ -49,6 +49,13 @@ CREATE TABLE IF NOT EXISTS staged (
     PRIMARY KEY (repository, branch, path)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS gc_rules (repository TEXT PRIMARY KEY, rules TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS expired (
+    repository TEXT NOT NULL, commit_id TEXT NOT NULL, PRIMARY KEY (repository, commit_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks (
+    address TEXT PRIMARY KEY, size INTEGER NOT NULL, checksum TEXT NOT NULL, created INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 
 
@@ -200,7 +207,7 @@ class StoreBase:
             (repository, commit_id),
         ).fetchone()
         if row is None:
-            raise NotFound(f"commit {commit_id!r} not found in repository {repository!r}")
+            raise NotFound(f"commit not found: {commit_id!r} in repository {repository!r}")
         return {
             "id": row[0],
             "parents": json.loads(row[1]),
@@ -212,6 +219,50 @@ class StoreBase:
             "generation": row[7],
             "version": COMMIT_VERSION,
         }
+
+
+class ExpiryMixin(StoreBase):
+    """Commits garbage collection expired: their data may be gone, so nothing new may point at them."""
+
+    def expire_commits(self, conn: sqlite3.Connection, repository: str, commit_ids: set[str]) -> None:
+        conn.executemany(
+            "INSERT OR IGNORE INTO expired (repository, commit_id) VALUES (?, ?)",
+            ((repository, commit_id) for commit_id in commit_ids),
+        )
+
+    def require_live(self, conn: sqlite3.Connection, repository: str, commit_id: str, *, what: str) -> None:
+        """Refuse (410) to build on a commit garbage collection expired."""
+        row = conn.execute(
+            "SELECT 1 FROM expired WHERE repository = ? AND commit_id = ?", (repository, commit_id)
+        ).fetchone()
+        if row is not None:
+            raise Gone(
+                f"{what}: commit {commit_id[:12]} expired: garbage collection removed the data only it "
+                "referenced; pick a commit inside the repository's retention"
+            )
+
+
+class BlocksMixin(StoreBase):
+    """The blocks this server wrote itself: size and MD5 as received, and when."""
+
+    def record_block(
+        self, address: str, *, size: int, checksum: str, conn: sqlite3.Connection | None = None
+    ) -> None:
+        if conn is None:
+            with self.transaction() as conn:
+                self.record_block(address, size=size, checksum=checksum, conn=conn)
+            return
+        conn.execute(
+            "INSERT OR REPLACE INTO blocks (address, size, checksum, created) VALUES (?, ?, ?, ?)",
+            (address, size, checksum, _now()),
+        )
+
+    def block(self, address: str) -> tuple[int, str] | None:
+        """(size, MD5) of a block this server received, None for one it did not write."""
+        row = (
+            self.conn().execute("SELECT size, checksum FROM blocks WHERE address = ?", (address,)).fetchone()
+        )
+        return None if row is None else (row[0], row[1])
 
 
 class RepositoriesMixin(StoreBase):
@@ -226,7 +277,7 @@ class RepositoriesMixin(StoreBase):
         validate_branch_name(default_branch)
         with self.transaction() as conn:
             if conn.execute("SELECT 1 FROM repositories WHERE name = ?", (name,)).fetchone():
-                raise Conflict(f"repository {name!r} already exists")
+                raise Conflict(f"error creating repository: not unique (repository {name!r} already exists)")
             clash = conn.execute(
                 "SELECT name FROM repositories WHERE storage_namespace = ?", (storage_namespace,)
             ).fetchone()
@@ -267,9 +318,10 @@ class RepositoriesMixin(StoreBase):
             .fetchone()
         )
         if row is None:
-            raise NotFound(f"repository {name!r} not found")
+            raise NotFound(f"repository not found: {name!r}")
         return {
             "id": row[0],
+            "storage_id": "",  # one block store: lakeFS's single-store ID
             "storage_namespace": row[1],
             "default_branch": row[2],
             "creation_date": row[3],
@@ -290,10 +342,28 @@ class RepositoriesMixin(StoreBase):
     def delete_repository(self, name: str) -> None:
         with self.transaction() as conn:
             if not conn.execute("SELECT 1 FROM repositories WHERE name = ?", (name,)).fetchone():
-                raise NotFound(f"repository {name!r} not found")
-            for table in ("commits", "branches", "tags", "staged"):
+                raise NotFound(f"repository not found: {name!r}")
+            for table in ("commits", "branches", "tags", "staged", "gc_rules", "expired"):
                 conn.execute(f"DELETE FROM {table} WHERE repository = ?", (name,))  # noqa: S608
             conn.execute("DELETE FROM repositories WHERE name = ?", (name,))
+
+    def gc_rules(self, name: str) -> dict[str, Any] | None:
+        """The repository's garbage-collection rules as stored (lakeFS's JSON), None when unset."""
+        self.get_repository(name)
+        row = self.conn().execute("SELECT rules FROM gc_rules WHERE repository = ?", (name,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_gc_rules(self, name: str, rules: dict[str, Any] | None) -> None:
+        """Store (or, with None, remove) the repository's garbage-collection rules."""
+        with self.transaction() as conn:
+            self.get_repository(name)
+            if rules is None:
+                conn.execute("DELETE FROM gc_rules WHERE repository = ?", (name,))
+            else:
+                conn.execute(
+                    "INSERT OR REPLACE INTO gc_rules (repository, rules) VALUES (?, ?)",
+                    (name, json.dumps(rules)),
+                )
 
     def repository_metadata(self, name: str) -> dict[str, str]:
         self.get_repository(name)

@@ -17,6 +17,11 @@ from infra.lakefs_server import tree
 from infra.lakefs_server.errors import BadRequest, Conflict, NotFound
 from infra.lakefs_server.store.base import Change, Entry, Resolved, StoreBase
 
+# Commit metadata lakeFS itself writes (graveler), so tools reading history see the same keys.
+MERGE_STRATEGY_KEY = ".lakefs.merge.strategy"
+CHERRY_PICK_ORIGIN_KEY = "cherry-pick-origin"
+CHERRY_PICK_COMMITTER_KEY = "cherry-pick-committer"
+
 
 class HistoryMixin(StoreBase):
     """Commits, history walks, diff, merge, revert and cherry-pick."""
@@ -34,6 +39,10 @@ class HistoryMixin(StoreBase):
 
         def _require_clean(
             self, conn: sqlite3.Connection, repository: str, branch: str, *, what: str
+        ) -> None: ...
+
+        def require_live(
+            self, conn: sqlite3.Connection, repository: str, commit_id: str, *, what: str
         ) -> None: ...
 
     # -- commit --------------------------------------------------------------------------------
@@ -55,12 +64,19 @@ class HistoryMixin(StoreBase):
             rows = conn.execute(
                 "SELECT path, entry FROM staged WHERE repository = ? AND branch = ?", (repository, branch)
             ).fetchall()
-            if not rows and not allow_empty:
+            nodes = self._nodes(conn)
+            changes = {
+                path: entry
+                for path, raw in rows
+                if not tree.same(
+                    entry := None if raw is None else json.loads(raw),
+                    tree.get_entry(nodes, head["meta_range_id"], path),
+                )
+            }
+            if not changes and not allow_empty:
                 raise BadRequest(
                     f"commit: no changes on branch {branch!r} (pass allow_empty to commit anyway)"
                 )
-            nodes = self._nodes(conn)
-            changes = {path: None if raw is None else json.loads(raw) for path, raw in rows}
             root = tree.apply_changes(nodes, head["meta_range_id"], changes)
             self._save_nodes(conn, nodes)
             record = self._insert_commit(
@@ -160,7 +176,8 @@ class HistoryMixin(StoreBase):
     ) -> tuple[str, int]:
         """Apply base->source changes onto destination; return (new tree, number of source changes)."""
         if strategy not in (None, "", "dest-wins", "source-wins"):
-            raise BadRequest(f"unknown merge strategy {strategy!r}: use 'dest-wins' or 'source-wins'")
+            raise BadRequest(f"invalid merge strategy {strategy!r}: use 'dest-wins' or 'source-wins'")
+        self.require_live(conn, repository, source, what=what)  # its entries are about to be applied
         nodes = self._nodes(conn)
         roots = {
             name: self._commit(conn, repository, cid)["meta_range_id"]
@@ -173,7 +190,9 @@ class HistoryMixin(StoreBase):
         apply: dict[str, Entry | None] = {}
         conflicts = []
         for path, after in source_changes.items():
-            if path in destination_changes and destination_changes[path] != after:
+            if path in destination_changes and tree.same(destination_changes[path], after):
+                continue  # both sides made the same change: nothing to apply, no conflict
+            if path in destination_changes:
                 if strategy == "dest-wins":
                     continue
                 if strategy != "source-wins":
@@ -209,12 +228,16 @@ class HistoryMixin(StoreBase):
             head = self.branch_commit(repository, destination, conn)
             self._require_clean(conn, repository, destination, what="merge: destination")
             base = self.merge_base(repository, source, head, conn)
-            root, _ = self._three_way(
+            root, brought = self._three_way(
                 conn, repository, base=base, source=source, destination=head, strategy=strategy, what="merge"
             )
-            unchanged = source == base or root == self._commit(conn, repository, head)["meta_range_id"]
-            if unchanged and not allow_empty:
-                raise BadRequest(f"merge: no changes to merge from {source_ref!r} into {destination!r}")
+            # As lakeFS: "no changes" only when the source changed nothing since the merge base. A
+            # source whose changes the destination already has (a cherry-pick) still gets its merge.
+            if not brought and not allow_empty:
+                raise BadRequest(
+                    f"update branch {destination}: no changes "
+                    f"(nothing new in {source_ref!r} since the merge base)"
+                )
             record = self._insert_commit(
                 conn,
                 repository,
@@ -222,7 +245,7 @@ class HistoryMixin(StoreBase):
                 message=message or f"Merge '{source_ref}' into '{destination}'",
                 committer=committer,
                 meta_range_id=root,
-                metadata=metadata,
+                metadata={**metadata, MERGE_STRATEGY_KEY: strategy or "default"},
             )
             self._move_branch(conn, repository, destination, record["id"])
             return record["id"]
@@ -302,7 +325,11 @@ class HistoryMixin(StoreBase):
                 message=target["message"],
                 committer=committer,
                 meta_range_id=root,
-                metadata=target["metadata"],
+                metadata={
+                    **target["metadata"],
+                    CHERRY_PICK_ORIGIN_KEY: target["id"],
+                    CHERRY_PICK_COMMITTER_KEY: target["committer"],  # as lakeFS: the origin's committer
+                },
             )
             self._move_branch(conn, repository, branch, record["id"])
             return self._commit(conn, repository, record["id"])

@@ -28,6 +28,10 @@ class ObjectsMixin(StoreBase):
             self, repository: str, branch: str, conn: sqlite3.Connection | None = None
         ) -> str: ...
 
+        def record_block(
+            self, address: str, *, size: int, checksum: str, conn: sqlite3.Connection | None = None
+        ) -> None: ...
+
     # -- objects -------------------------------------------------------------------------------
 
     def get_entry(self, repository: str, ref: str | Resolved, path: str) -> Entry:
@@ -62,21 +66,25 @@ class ObjectsMixin(StoreBase):
         *,
         if_absent: bool = False,
         must_exist: bool = False,
+        received: bool = False,
     ) -> None:
-        """Stage a new entry (or a deletion, ``entry=None``) for ``path`` on ``branch``."""
+        """Stage a new entry (or a deletion, ``entry=None``) for ``path`` on ``branch``; ``received``
+        also records the entry's block as one this server wrote (its size and MD5)."""
         with self.transaction() as conn:
             self.branch_commit(repository, branch, conn)
+            if received and entry is not None:
+                self.record_block(entry[0], size=entry[2], checksum=entry[1], conn=conn)
             if if_absent or must_exist or entry is None:
                 exists = self._exists(conn, repository, branch, path)
                 if if_absent and exists:
-                    raise PreconditionFailed(f"object {path!r} already exists (If-None-Match: *)")
+                    raise PreconditionFailed(f"path already exists: {path!r} (If-None-Match: *)")
                 if (must_exist or entry is None) and not exists:
                     raise NotFound(f"object {path!r} not found on branch {branch!r}")
-            committed = None
-            if entry is None:
-                head = self._commit(conn, repository, self.branch_commit(repository, branch, conn))
-                committed = tree.get_entry(self._nodes(conn), head["meta_range_id"], path)
-            if entry is None and committed is None:
+            head = self._commit(conn, repository, self.branch_commit(repository, branch, conn))
+            committed = tree.get_entry(self._nodes(conn), head["meta_range_id"], path)
+            # Staging what is already committed (a deletion of an absent path, or the same object
+            # again under a new address) is no change: the path goes back to its committed state.
+            if tree.same(entry, committed):
                 conn.execute(
                     "DELETE FROM staged WHERE repository = ? AND branch = ? AND path = ?",
                     (repository, branch, path),
@@ -90,10 +98,17 @@ class ObjectsMixin(StoreBase):
     def stage_entries(self, repository: str, branch: str, items: list[tuple[str, Entry]]) -> None:
         """Stage many new entries in one transaction (bulk import of already-stored blocks)."""
         with self.transaction() as conn:
-            self.branch_commit(repository, branch, conn)
+            head = self._commit(conn, repository, self.branch_commit(repository, branch, conn))
+            nodes = self._nodes(conn)
+            root = head["meta_range_id"]
+            same = [path for path, entry in items if tree.same(entry, tree.get_entry(nodes, root, path))]
             conn.executemany(
                 "INSERT OR REPLACE INTO staged (repository, branch, path, entry) VALUES (?, ?, ?, ?)",
                 ((repository, branch, path, json.dumps(entry)) for path, entry in items),
+            )
+            conn.executemany(
+                "DELETE FROM staged WHERE repository = ? AND branch = ? AND path = ?",
+                ((repository, branch, path) for path in same),
             )
 
     def _exists(self, conn: sqlite3.Connection, repository: str, branch: str, path: str) -> bool:
@@ -157,7 +172,7 @@ class ObjectsMixin(StoreBase):
     def _require_clean(self, conn: sqlite3.Connection, repository: str, branch: str, *, what: str) -> None:
         if self._is_dirty(conn, repository, branch):
             raise BadRequest(
-                f"{what}: branch {branch!r} is dirty (has uncommitted changes); commit or reset them first"
+                f"{what}: uncommitted changes (dirty branch) on {branch!r}; commit or reset them first"
             )
 
     def _is_dirty(self, conn: sqlite3.Connection, repository: str, branch: str) -> bool:

@@ -25,6 +25,14 @@ class RefsMixin(StoreBase):
 
         def get_repository(self, name: str) -> dict[str, Any]: ...
 
+        def _require_clean(
+            self, conn: sqlite3.Connection, repository: str, branch: str, *, what: str
+        ) -> None: ...
+
+        def require_live(
+            self, conn: sqlite3.Connection, repository: str, commit_id: str, *, what: str
+        ) -> None: ...
+
     # -- commits -------------------------------------------------------------------------------
 
     def get_commit(self, repository: str, ref: str) -> dict[str, Any]:
@@ -102,39 +110,44 @@ class RefsMixin(StoreBase):
         ).fetchone()
         if row is None:
             self.get_repository(repository)
-            raise NotFound(f"branch {branch!r} not found in repository {repository!r}")
+            raise NotFound(f"branch not found: {branch!r} in repository {repository!r}")
         return row[0]
 
-    def create_branch(self, repository: str, name: str, *, source: str, force: bool = False) -> str:
+    def create_branch(
+        self, repository: str, name: str, *, source: str, force: bool = False, hidden: bool = False
+    ) -> str:
         validate_branch_name(name)
         with self.transaction() as conn:
             resolved = self.resolve(repository, source, conn)
             if resolved.modifier == "$":
                 raise BadRequest(f"source reference {source!r}: a branch can only be created from a commit")
+            self.require_live(conn, repository, resolved.commit_id, what=f"create branch {name!r}")
             exists = conn.execute(
                 "SELECT 1 FROM branches WHERE repository = ? AND name = ?", (repository, name)
             ).fetchone()
             if exists and not force:
-                raise Conflict(f"branch {name!r} already exists in repository {repository!r}")
+                raise Conflict(f"branch already exists: not unique ({name!r} in repository {repository!r})")
             if conn.execute(
                 "SELECT 1 FROM tags WHERE repository = ? AND name = ?", (repository, name)
             ).fetchone():
                 raise Conflict(f"a tag named {name!r} already exists in repository {repository!r}")
             conn.execute(
-                "INSERT OR REPLACE INTO branches (repository, name, commit_id) VALUES (?, ?, ?)",
-                (repository, name, resolved.commit_id),
+                "INSERT OR REPLACE INTO branches (repository, name, commit_id, hidden) VALUES (?, ?, ?, ?)",
+                (repository, name, resolved.commit_id, int(hidden)),
             )
         return resolved.commit_id
 
     def list_refs(
-        self, repository: str, table: str, *, prefix: str, after: str, amount: int
+        self, repository: str, table: str, *, prefix: str, after: str, amount: int, show_hidden: bool = True
     ) -> list[dict[str, str]]:
+        """Branches or tags in name order; hidden branches only with ``show_hidden``."""
         self.get_repository(repository)
+        visible = "" if show_hidden or table != "branches" else " AND hidden = 0"
         rows = (
             self.conn()
             .execute(
                 f"SELECT name, commit_id FROM {table} WHERE repository = ? AND name > ? AND name >= ?"  # noqa: S608
-                " ORDER BY name LIMIT ?",
+                f"{visible} ORDER BY name LIMIT ?",
                 (repository, after, prefix, amount + 1),
             )
             .fetchall()
@@ -145,18 +158,21 @@ class RefsMixin(StoreBase):
         with self.transaction() as conn:
             if self.get_repository(repository)["default_branch"] == name:
                 raise Forbidden(
-                    f"cannot delete {name!r}: it is the default branch of repository {repository!r}"
+                    f"cannot delete repository default branch: {name!r} is the default of {repository!r}"
                 )
             self.branch_commit(repository, name, conn)
             conn.execute("DELETE FROM branches WHERE repository = ? AND name = ?", (repository, name))
             conn.execute("DELETE FROM staged WHERE repository = ? AND branch = ?", (repository, name))
 
     def hard_reset_branch(self, repository: str, branch: str, *, ref: str) -> None:
+        """Point ``branch`` at ``ref``; refused while the branch has uncommitted changes (as lakeFS
+        does), so a hard reset never discards data nobody committed."""
         with self.transaction() as conn:
             self.branch_commit(repository, branch, conn)
             target = self.resolve(repository, ref, conn).commit_id
+            self._require_clean(conn, repository, branch, what="hard reset")
+            self.require_live(conn, repository, target, what=f"hard reset of {branch!r}")
             self._move_branch(conn, repository, branch, target)
-            conn.execute("DELETE FROM staged WHERE repository = ? AND branch = ?", (repository, branch))
 
     def get_tag(self, repository: str, name: str) -> str:
         self.get_repository(repository)
@@ -166,7 +182,7 @@ class RefsMixin(StoreBase):
             .fetchone()
         )
         if row is None:
-            raise NotFound(f"tag {name!r} not found in repository {repository!r}")
+            raise NotFound(f"tag not found: {name!r} in repository {repository!r}")
         return row[0]
 
     def create_tag(self, repository: str, name: str, *, ref: str, force: bool = False) -> str:
@@ -177,7 +193,7 @@ class RefsMixin(StoreBase):
                 "SELECT 1 FROM tags WHERE repository = ? AND name = ?", (repository, name)
             ).fetchone()
             if exists and not force:
-                raise Conflict(f"tag {name!r} already exists in repository {repository!r}")
+                raise Conflict(f"tag already exists: not unique ({name!r} in repository {repository!r})")
             conn.execute(
                 "INSERT OR REPLACE INTO tags (repository, name, commit_id) VALUES (?, ?, ?)",
                 (repository, name, resolved.commit_id),

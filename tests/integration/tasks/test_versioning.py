@@ -107,7 +107,7 @@ def test_round_trip_write_commit_diff_merge_read(repo: lakefs.Repository, lakefs
     assert (merge_commit.id, merge_commit.message, merge_commit.metadata) == (
         merge_id,
         "Publish readings",
-        {"gate": "passed"},
+        {"gate": "passed", ".lakefs.merge.strategy": "default"},  # lakeFS adds the strategy
     )
     assert set(merge_commit.parents) >= {commit_id}
     assert (branch_commit.id, branch_commit.metadata) == (commit_id, {"run_id": "r-1", "rows": "50"})

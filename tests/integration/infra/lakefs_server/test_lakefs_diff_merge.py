@@ -63,7 +63,7 @@ def test_merge_is_three_way_against_merge_base(repo, main, lk):
     merge = repo.commit(merge_id).get_commit()
     assert merge.parents == [main_head, feature_head]
     assert merge.message == "merge feature"
-    assert merge.metadata == {"why": "test"}
+    assert merge.metadata == {"why": "test", ".lakefs.merge.strategy": "default"}
     assert main.get_commit().id == merge_id
     assert lk.read(main, "a.txt") == b"a-main"  # destination's change kept
     assert lk.read(main, "b.txt") == b"b-feature"  # source's change applied
