@@ -11,6 +11,7 @@ deployments for ``prefect deploy --all`` (a test keeps the two in step).
 | train/<model>       | the UI                                                                  |
 | deploy/<model>      | the UI                                                                  |
 | monitor/<model>     | every ``monitor_interval_s``                                            |
+| retention/lockgate  | the ``retention_cron`` schedule (daily) and the UI; one run at a time   |
 | retrain/<model>     | ``lockgate.drift.detected`` for the model, ``lockgate.dataset.merged``   |
 |                     | on the dataset's ``main``, ``lockgate.external.retrain`` (signed webhook),|
 |                     | the ``retrain_cron`` schedule, and the UI; one run at a time             |
@@ -33,6 +34,7 @@ from contracts.slo import SLOThresholds
 from flows.deploy import deploy_flow
 from flows.ingest import ingest_flow
 from flows.monitor import monitor_flow
+from flows.retention import retention_flow
 from flows.retrain import retrain_flow
 from flows.train import train_flow
 from infra.settings import AutomationSettings, require_dataset, require_model_name
@@ -153,6 +155,17 @@ def build_deployments(settings: AutomationSettings | None = None) -> list[Runner
                 }
             },
             description=f"Drift, outliers, quality and SLOs of the live {model}.",
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+            ),
+            **common,
+        ),
+        retention_flow.to_deployment(
+            name="lockgate",
+            cron=settings.retention_cron or None,
+            parameters={"parameters": {}},
+            description="Remove lockgate's data past its retention (inference logs, reports, checkpoint "
+            "branches, rejected ingests), then collect the garbage.",
             concurrency_limit=ConcurrencyLimitConfig(
                 limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
             ),

@@ -30,7 +30,7 @@ from __future__ import annotations
 # isort: off
 from flows.cli import demo, stack  # noqa: F401
 from flows.cli import init, data, models, serving, loop, reports, automation  # noqa: F401
-from flows.cli import settings, lakefs  # noqa: F401
+from flows.cli import settings, lakefs, retention  # noqa: F401
 
 # isort: on
 from flows.cli.app import app

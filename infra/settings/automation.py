@@ -33,6 +33,9 @@ class AutomationSettings(BaseSettings):
         "SLOs from the inference log.",
     )
     retrain_cron: str = Field("0 3 * * 1", description="Scheduled retrain (cron, UTC); '' for none.")
+    retention_cron: str = Field(
+        "17 2 * * *", description="Scheduled retention and garbage collection (cron, UTC); '' for none."
+    )
     retrain_cooldown_s: int = Field(600, ge=0, description="No retrain of the model this soon after another.")
     rollout_hold_s: float = Field(
         30.0, gt=0, description="Hold of each rollout step of an automatic retrain."

@@ -29,6 +29,7 @@ from tasks.versioning.inspection import (
 from tasks.versioning.objects import (
     PARQUET_CONTENT_TYPE,
     check_connection,
+    delete_objects,
     list_objects,
     object_exists,
     object_url,
@@ -64,6 +65,8 @@ from tasks.versioning.repositories import (
     default_storage_namespace,
     ensure_default_repository,
     ensure_repository,
+    gc_rules,
+    set_gc_rules,
 )
 
 __all__ = [
@@ -74,6 +77,7 @@ __all__ = [
     "ObjectStat",
     "RefContents",
     "check_connection",
+    "delete_objects",
     "commit_changes",
     "commit_time",
     "create_branch",
@@ -85,6 +89,8 @@ __all__ = [
     "download_folder",
     "ensure_default_repository",
     "ensure_repository",
+    "gc_rules",
+    "set_gc_rules",
     "get_commit",
     "head_commit",
     "list_branches",

@@ -339,6 +339,23 @@ def list_objects(
         raise missing_error(repository, client=client, refs=[ref]) from error
 
 
+def delete_objects(repository: str, *, branch: str, paths: list[str], client: lakefs.Client) -> int:
+    """Stage the removal of ``paths`` on ``branch`` (at most 1,000 per request); return how many.
+
+    Raises:
+        RefNotFoundError: the branch does not exist.
+        RepositoryNotFoundError: the repository does not exist.
+    """
+    try:
+        with lakefs_call(client):
+            target = lakefs.Branch(repository, branch, client=client)
+            for start in range(0, len(paths), 1000):
+                target.delete_objects(paths[start : start + 1000])
+    except NotFoundException as error:
+        raise missing_error(repository, client=client, branches=[branch]) from error
+    return len(paths)
+
+
 def read_parquet_objects(
     repository: str, *, ref: str, paths: list[str], client: lakefs.Client
 ) -> pd.DataFrame | None:

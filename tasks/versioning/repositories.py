@@ -6,7 +6,7 @@ import lakefs
 from lakefs.exceptions import BadRequestException, NotFoundException
 from pydantic.v1 import ValidationError as SdkValidationError
 
-from infra.errors import InvalidInputError, RepositoryConflictError
+from infra.errors import InvalidInputError, RepositoryConflictError, RepositoryNotFoundError
 from tasks.versioning.translate import lakefs_call, missing_error, server_message
 
 
@@ -118,3 +118,52 @@ def default_branch(repository: str, *, client: lakefs.Client) -> str:
             return lakefs.Repository(repository, client=client).properties.default_branch
     except NotFoundException as error:
         raise missing_error(repository, client=client) from error
+
+
+def gc_rules(repository: str, *, client: lakefs.Client) -> dict[str, int] | None:
+    """The repository's garbage-collection rules as ``{branch or "*": days}``, None when unset.
+
+    ``"*"`` is the default retention; lakeFS and the embedded server keep the same rules.
+
+    Raises:
+        RepositoryNotFoundError: the repository does not exist.
+    """
+    try:
+        with lakefs_call(client):
+            rules = client.sdk_client.repositories_api.get_gc_rules(repository)
+    except NotFoundException as error:  # unset rules and a missing repository both answer 404
+        missing = missing_error(repository, client=client)
+        if isinstance(missing, RepositoryNotFoundError):
+            raise missing from error
+        return None
+    found = {"*": rules.default_retention_days}
+    found.update({rule.branch_id: rule.retention_days for rule in rules.branches or []})
+    return found
+
+
+def set_gc_rules(repository: str, rules: dict[str, int], *, client: lakefs.Client) -> None:
+    """Set the repository's garbage-collection rules (``{"*": default days, branch: days}``).
+
+    Raises:
+        InvalidInputError: no default, or the server refused a rule (e.g. fewer than 1 day).
+        RepositoryNotFoundError: the repository does not exist.
+    """
+    import lakefs_sdk
+
+    if "*" not in rules:
+        raise InvalidInputError(f"GC rules for {repository!r} need a default retention ('*')")
+    body = lakefs_sdk.GarbageCollectionRules(
+        default_retention_days=rules["*"],
+        branches=[
+            lakefs_sdk.GarbageCollectionRule(branch_id=branch, retention_days=days)
+            for branch, days in sorted(rules.items())
+            if branch != "*"
+        ],
+    )
+    try:
+        with lakefs_call(client):
+            client.sdk_client.repositories_api.set_gc_rules(repository, body)
+    except NotFoundException as error:
+        raise missing_error(repository, client=client) from error
+    except BadRequestException as error:
+        raise InvalidInputError(f"GC rules for {repository!r} refused: {server_message(error)}") from error

@@ -145,6 +145,7 @@ def test_there_are_flows_to_check() -> None:
         "deploy_flow",
         "monitor_flow",
         "retrain_flow",
+        "retention_flow",
     }
 
 

@@ -40,7 +40,7 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--window-size=1600,1000",
 )
-LOCKGATE_FLOWS = {"ingest", "train", "deploy", "monitor", "retrain"}
+LOCKGATE_FLOWS = {"ingest", "train", "deploy", "monitor", "retrain", "retention"}
 RUN_TIMEOUT_S = 180
 
 T = TypeVar("T")

@@ -37,6 +37,7 @@ def test_every_flow_is_deployed_with_typed_parameters() -> None:
         "deploy/loans-mlp",
         "monitor/loans-mlp",
         "retrain/loans-mlp",
+        "retention/lockgate",
     }
     for deployment in deployments.values():
         # One pydantic model parameter per flow: the UI renders its JSON schema as a form.
@@ -45,6 +46,8 @@ def test_every_flow_is_deployed_with_typed_parameters() -> None:
         assert schema["definitions"], deployment.name
     assert deployments["monitor/loans-mlp"].schedules[0].schedule.interval.total_seconds() == 300
     assert deployments["retrain/loans-mlp"].concurrency_limit == 1
+    assert deployments["retention/lockgate"].schedules[0].schedule.cron == "17 2 * * *"
+    assert deployments["retention/lockgate"].concurrency_limit == 1
 
 
 def test_retrain_triggers_cover_drift_merges_and_webhooks() -> None:
@@ -83,6 +86,7 @@ def test_the_deployments_serve_the_dataset_and_model_of_the_settings(monkeypatch
     assert names == {
         "ingest/penguins",
         *(f"{flow}/penguins-mlp" for flow in ("train", "deploy", "monitor", "retrain")),
+        "retention/lockgate",
     }
     monkeypatch.setenv("LOCKGATE_MODEL_NAME", "penguin-net")
     monkeypatch.setenv("LOCKGATE_AUTOMATION_DATASET", "diabetes")  # the automation's own variable wins
