@@ -77,6 +77,8 @@ def test_a_scaffolded_dataset_trains_and_serves_with_no_hand_edits(installed, la
         MODEL,
         "--workers",
         "2",
+        "--epochs",
+        "5",  # any model will do: this is about the scaffold, not the fit (and keeps CI short)
         "--alias",
         "champion",
         lakefs_server=lakefs_server,
