@@ -193,7 +193,7 @@ def _repository_exists(repository: str, client: lakefs.Client) -> bool:
 
 
 def _remove_objects(
-    repository: str, paths: list[str], *, what: str, dry_run: bool, client: lakefs.Client
+    repository: str, paths: list[str], *, what: str, dry_run: bool, now: datetime, client: lakefs.Client
 ) -> str | None:
     if dry_run or not paths:
         return None
@@ -204,12 +204,22 @@ def _remove_objects(
         message=f"{_MESSAGE}: remove {len(paths)} {what}",
         metadata={"lockgate.retention": what},
         client=client,
+        date=now,  # dated by the clock that judged the cutoffs
     )
 
 
-def _stale_branches(
-    repository: str, prefix: str, *, now: datetime, keep_days: int, client: lakefs.Client, unmerged_only: bool
+def _remove_stale_branches(
+    repository: str,
+    prefix: str,
+    *,
+    now: datetime,
+    keep_days: int,
+    unmerged_only: bool,
+    dry_run: bool,
+    client: lakefs.Client,
 ) -> list[str]:
+    """Delete (unless ``dry_run``) the branches named ``prefix…`` whose head is older than ``keep_days``
+    (with ``unmerged_only``, only those main does not contain); return their names."""
     cutoff = (now - timedelta(days=keep_days)).timestamp()
     main_head = versioning.resolve_ref(repository, "main", client=client)
     stale = []
@@ -221,6 +231,9 @@ def _stale_branches(
         if unmerged_only and _merged(repository, head.commit_id, main_head, client):
             continue
         stale.append(head.name)
+    if not dry_run:
+        for branch in stale:
+            versioning.delete_branch(repository, branch, client=client)
     return stale
 
 
@@ -274,7 +287,12 @@ def run_retention(
         ]
         doomed = expired_log_paths(paths, today=now.date(), keep_days=policy.inference_log_days)
         commit = _remove_objects(
-            inference_repository, doomed, what="inference log objects", dry_run=dry_run, client=client
+            inference_repository,
+            doomed,
+            what="inference log objects",
+            dry_run=dry_run,
+            now=now,
+            client=client,
         )
         rules = _ensure_gc_rules(
             inference_repository, policy.gc_retention_days, dry_run=dry_run, client=client
@@ -288,7 +306,7 @@ def run_retention(
         )
         doomed = expired_report_paths(stats, now=now, keep_days=policy.report_days)
         commit = _remove_objects(
-            MONITORING_REPOSITORY, doomed, what="report objects", dry_run=dry_run, client=client
+            MONITORING_REPOSITORY, doomed, what="report objects", dry_run=dry_run, now=now, client=client
         )
         rules = _ensure_gc_rules(
             MONITORING_REPOSITORY, policy.gc_retention_days, dry_run=dry_run, client=client
@@ -297,17 +315,15 @@ def run_retention(
         progress(f"{MONITORING_REPOSITORY}: {len(doomed)} report object(s)")
 
     if _repository_exists(MODELS_REPOSITORY, client):
-        branches = _stale_branches(
+        branches = _remove_stale_branches(
             MODELS_REPOSITORY,
             CHECKPOINT_BRANCH_PREFIX,
             now=now,
             keep_days=policy.checkpoint_days,
-            client=client,
             unmerged_only=False,
+            dry_run=dry_run,
+            client=client,
         )
-        if not dry_run:
-            for branch in branches:
-                versioning.delete_branch(MODELS_REPOSITORY, branch, client=client)
         rules = _ensure_gc_rules(MODELS_REPOSITORY, policy.gc_retention_days, dry_run=dry_run, client=client)
         results.append(RepositoryRetention(MODELS_REPOSITORY, [], branches, None, rules))
         progress(f"{MODELS_REPOSITORY}: {len(branches)} checkpoint branch(es)")
@@ -315,17 +331,15 @@ def run_retention(
     for repository in sorted(set(dataset_repositories)):
         if not _repository_exists(repository, client):
             continue
-        branches = _stale_branches(
+        branches = _remove_stale_branches(
             repository,
             INGEST_BRANCH_PREFIX,
             now=now,
             keep_days=policy.rejected_ingest_days,
-            client=client,
             unmerged_only=True,
+            dry_run=dry_run,
+            client=client,
         )
-        if not dry_run:
-            for branch in branches:
-                versioning.delete_branch(repository, branch, client=client)
         results.append(RepositoryRetention(repository, [], branches, None, None))
         progress(f"{repository}: {len(branches)} rejected ingest branch(es)")
 

@@ -104,6 +104,7 @@ def commit_changes(
     metadata: Mapping[str, str],
     client: lakefs.Client,
     allow_empty: bool = False,
+    date: datetime | None = None,
 ) -> str:
     """Commit the uncommitted changes on ``branch``.
 
@@ -114,6 +115,7 @@ def commit_changes(
         metadata: Commit metadata, str to str (e.g. run IDs, row counts as strings).
         client: The lakeFS client to use.
         allow_empty: Record a commit even when nothing changed.
+        date: The commit's creation date (lakeFS's ``date``); the server's clock when unset.
 
     Returns:
         The new commit ID.
@@ -130,8 +132,9 @@ def commit_changes(
         raise InvalidInputError(f"commit message for branch {branch!r} must be a non-empty string")
     try:
         with lakefs_call(client):
+            options = {"date": int(date.timestamp())} if date is not None else {}
             reference = lakefs.Branch(repository, branch, client=client).commit(
-                message, metadata=commit_metadata, allow_empty=allow_empty
+                message, metadata=commit_metadata, allow_empty=allow_empty, **options
             )
     except NotFoundException as error:
         raise missing_error(repository, client=client, branches=[branch]) from error
