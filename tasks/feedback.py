@@ -19,7 +19,7 @@ import pandera.errors
 
 from contracts.feedback import LABEL_COLUMNS, OutcomeLabel, OutcomeNumber, OutcomeValue
 from contracts.inference_log import label_object_path
-from infra.errors import LabelError
+from infra.errors import LabelError, NoChangesError
 from tasks import versioning
 
 if TYPE_CHECKING:
@@ -140,13 +140,18 @@ def ingest_labels(
     versioning.ensure_default_repository(repository, client=client)
     path = label_object_path(datetime.now(UTC), uuid.uuid4().hex)
     versioning.write_dataframe(labels, repository=repository, branch="main", path=path, client=client)
-    commit_id = versioning.commit_changes(
-        repository,
-        "main",
-        message=f"labels: {len(labels)} outcome(s)" + (f" from {source}" if source else ""),
-        metadata={"lockgate.kind": "labels", "lockgate.rows": str(len(labels)), "lockgate.path": path},
-        client=client,
-    )
+    try:
+        commit_id = versioning.commit_changes(
+            repository,
+            "main",
+            message=f"labels: {len(labels)} outcome(s)" + (f" from {source}" if source else ""),
+            metadata={"lockgate.kind": "labels", "lockgate.rows": str(len(labels)), "lockgate.path": path},
+            client=client,
+        )
+    except NoChangesError:
+        # Another writer's commit on main (a serving flush, retention) took the staged object with it:
+        # it is committed, at main's head.
+        commit_id = versioning.resolve_ref(repository, "main", client=client)
     return LabelBatch(rows=len(labels), path=path, commit_id=commit_id, repository=repository)
 
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 LABEL_PREFIX = "labels/"
 CHECKPOINT_BRANCH_PREFIX = "train-"
 INGEST_BRANCH_PREFIX = "ingest-"
+RUN_ID_KEY = "lockgate.run_id"  # commit metadata of checkpoint and ingest commits
 _PARTITION = re.compile(r"^(logs|labels)/date=(\d{4}-\d{2}-\d{2})/")
 _MESSAGE = "lockgate retention"
 
@@ -214,27 +215,38 @@ def _remove_stale_branches(
     *,
     now: datetime,
     keep_days: int,
-    unmerged_only: bool,
     dry_run: bool,
     client: lakefs.Client,
 ) -> list[str]:
-    """Delete (unless ``dry_run``) the branches named ``prefix…`` whose head is older than ``keep_days``
-    (with ``unmerged_only``, only those main does not contain); return their names."""
+    """Delete (unless ``dry_run``) lockgate's branches named ``prefix…`` that are done with: the head is
+    a commit lockgate made for a run (``lockgate.run_id``), main does not contain it, it is older than
+    ``keep_days``, and nothing is staged. A branch just created for a running job (its head still
+    main's) or one being written to is never touched. Return their names."""
     cutoff = (now - timedelta(days=keep_days)).timestamp()
     main_head = versioning.resolve_ref(repository, "main", client=client)
     stale = []
     for head in versioning.list_branches(repository, client=client):
         if not head.name.startswith(prefix):
             continue
-        if versioning.get_commit(repository, head.commit_id, client=client).creation_date >= cutoff:
+        commit = versioning.get_commit(repository, head.commit_id, client=client)
+        if commit.creation_date >= cutoff or RUN_ID_KEY not in (commit.metadata or {}):
             continue
-        if unmerged_only and _merged(repository, head.commit_id, main_head, client):
+        if _merged(repository, head.commit_id, main_head, client) or _dirty(repository, head.name, client):
             continue
         stale.append(head.name)
     if not dry_run:
         for branch in stale:
             versioning.delete_branch(repository, branch, client=client)
     return stale
+
+
+def _dirty(repository: str, branch: str, client: lakefs.Client) -> bool:
+    import lakefs
+
+    from tasks.versioning.translate import lakefs_call
+
+    with lakefs_call(client):
+        return any(True for _ in lakefs.Branch(repository, branch, client=client).uncommitted(max_amount=1))
 
 
 def _merged(repository: str, commit_id: str, main_head: str, client: lakefs.Client) -> bool:
@@ -320,7 +332,6 @@ def run_retention(
             CHECKPOINT_BRANCH_PREFIX,
             now=now,
             keep_days=policy.checkpoint_days,
-            unmerged_only=False,
             dry_run=dry_run,
             client=client,
         )
@@ -336,7 +347,6 @@ def run_retention(
             INGEST_BRANCH_PREFIX,
             now=now,
             keep_days=policy.rejected_ingest_days,
-            unmerged_only=True,
             dry_run=dry_run,
             client=client,
         )
@@ -412,7 +422,9 @@ def run_retention_job(
         return replace(
             result, garbage_skipped="this is a real lakeFS server: run its GC job (the rules are set)"
         )
-    repositories = [repo.repository for repo in result.repositories]
+    # Only lockgate's own repositories: a data repository's GC, if its owner set rules, is theirs to run.
+    managed = {inference_repository, MONITORING_REPOSITORY, MODELS_REPOSITORY}
+    repositories = [repo.repository for repo in result.repositories if repo.repository in managed]
     garbage = collect_garbage(
         repositories, client=client, dry_run=parameters.dry_run, min_age_hours=parameters.gc_min_age_hours
     )

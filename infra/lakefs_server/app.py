@@ -283,6 +283,7 @@ class LakeFSApi:
     ) -> None:
         self.store = store
         self.blocks = blocks
+        store.block_exists = lambda address: blocks.size(address) is not None
         self.gc = GarbageCollector(store, blocks, batch_size=gc_batch_size, pause_seconds=gc_pause_seconds)
         self.presigner = presigner
         self.presign_enabled = presign_enabled
@@ -337,6 +338,13 @@ class LakeFSApi:
             raise BadRequest(
                 f"physical address {address!r} is outside the storage namespace {namespace!r} "
                 f"of repository {repository!r}"
+            )
+        # One spelling per block: 'ns//data/x' or 'ns/./data/x' would name the same file as
+        # 'ns/data/x' behind garbage collection's back.
+        rest = address.split("://", 1)[-1]
+        if any(part in ("", ".", "..") for part in rest.split("/")):
+            raise BadRequest(
+                f"invalid physical address {address!r}: empty, '.' or '..' path segments are not allowed"
             )
 
     # -- setup, config, auth -------------------------------------------------------------------
@@ -839,7 +847,9 @@ class LakeFSApi:
             if self.blocks.size(address) is None:
                 raise Gone(f"resource expired: the data of this object was removed ({address!r})")
             return Response(status_code=status, headers=headers)
-        if end < start:
+        if end < start:  # an empty object: still 410 when its block is gone
+            if self.blocks.size(address) is None:
+                raise Gone(f"resource expired: the data of this object was removed ({address!r})")
             return Response(b"", status_code=status, headers=headers)
         chunks = self.blocks.read(address, start, end)
         first = next(chunks, b"")  # opens the block: one that is gone is a 410 before any header goes out
@@ -1026,9 +1036,11 @@ class LakeFSApi:
             raise BadRequest(f"no data at physical address {address!r}: upload it before linking")
         if actual != declared:
             raise BadRequest(f"size mismatch at {address!r}: declared {declared} bytes, stored {actual}")
-        checksum = _field(body, "checksum", str)
+        checksum = _field(body, "checksum", str).strip().strip('"')  # as lakeFS: quotes and spaces go
+        if not checksum:
+            raise BadRequest("checksum is required")
         received = self.store.block(address)
-        if received is not None and received[1] != checksum.strip('"'):
+        if received is not None and received[1] != checksum:
             raise BadRequest(
                 f"checksum mismatch at {address!r}: declared {checksum!r}, the bytes received have MD5 "
                 f"{received[1]!r}; upload the object again"
@@ -1078,8 +1090,6 @@ class LakeFSApi:
 
         def copy() -> list[Any]:
             source = self.store.get_entry(repository, source_ref, source_path)
-            if self.blocks.size(source[0]) is None:
-                raise Gone(f"resource expired: the data of {source_path!r} at {source_ref!r} was removed")
             # Blocks are immutable and never reused for other bytes, so the copy may share them.
             entry = [source[0], source[1], source[2], int(time.time()), source[4], dict(source[5] or {})]
             self.store.stage(repository, branch, destination, entry)

@@ -95,9 +95,9 @@ class LocalBlockStore:
         prefix = "local://"
         if not address.startswith(prefix):
             raise BadRequest(f"physical address {address!r} is not in the local block store (local://...)")
-        relative = address[len(prefix) :]
-        parts = [part for part in relative.split("/") if part]
-        if not parts or any(part in (".", "..") for part in parts):
+        relative = address[len(prefix) :].rstrip("/")
+        parts = relative.split("/")
+        if not relative or any(part in ("", ".", "..") for part in parts):
             raise BadRequest(f"invalid physical address {address!r}")
         return self.root.joinpath(*parts)
 
@@ -212,6 +212,8 @@ class S3BlockStore:
         try:
             response = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")
         except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise  # throttling, permissions, 5xx: not a verdict on the data
             raise Gone(
                 f"resource expired: the data at {address!r} is gone (removed by garbage collection): {error}"
             ) from error

@@ -109,21 +109,25 @@ class Commit:
 def retained_commits(
     commits: dict[str, Commit], heads: dict[str, str], rules: GcRules, now: float
 ) -> set[str]:
-    """The commits lakeFS's GC keeps (see the module docstring)."""
-    threshold_of: dict[str, float] = {}  # lowest threshold a commit was reached with (longest rule)
+    """The commits lakeFS's GC keeps (``graveler/retention/active_commits.go``): walking each first-parent
+    chain to its end, a parent stays when its child is younger than the threshold (so commit dates
+    out of order, e.g. a commit API ``date``, keep what lakeFS keeps)."""
+    threshold_of: dict[str, float] = {}  # lowest threshold a commit was walked with (longest rule)
     kept: set[str] = set()
 
     def walk(start: str, threshold: float) -> None:
+        kept.add(start)
         current = start
         while True:
             seen = threshold_of.get(current)
             if seen is not None and seen <= threshold:
-                return  # already walked with a retention at least as long
+                return  # walked before with a retention at least as long
             threshold_of[current] = threshold
-            kept.add(current)
             commit = commits.get(current)
-            if commit is None or not commit.parents or commit.created <= threshold:
+            if commit is None or not commit.parents:
                 return
+            if commit.created > threshold:
+                kept.add(commit.parents[0])
             current = commit.parents[0]
 
     for branch, head in heads.items():
@@ -132,6 +136,7 @@ def retained_commits(
     head_ids = set(heads.values())
     default = now - rules.default_retention_days * DAY
     for commit in commits.values():
+        # A dangling commit stays as if a head child of the same age pointed at it.
         if commit.id not in first_parents and commit.id not in head_ids and commit.created > default:
             walk(commit.id, default)
     return kept
@@ -233,7 +238,7 @@ class GarbageCollector:
             too_young=too_young,
         )
         if not dry_run:
-            self._expire(repository, snapshot)
+            result.expired_commits = self._expire(repository, snapshot)
         for start in range(0, len(candidates), self.batch_size):
             batch = candidates[start : start + self.batch_size]
             doomed = self._sweep(repository, snapshot, batch, dry_run=dry_run)
@@ -305,7 +310,7 @@ class GarbageCollector:
 
     # -- sweep ---------------------------------------------------------------------------------
 
-    def _expire(self, repository: str, snapshot: _Snapshot) -> None:
+    def _expire(self, repository: str, snapshot: _Snapshot) -> int:
         """Record the expired commits before any block goes: from now on no branch, hard reset, merge,
         revert or cherry-pick may build on them (their data is about to be removed). Tags may still
         name them (tags protect nothing, as in lakeFS); reads of what is gone answer 410."""
@@ -313,6 +318,7 @@ class GarbageCollector:
             self._catch_up(conn, repository, snapshot)
             expired = snapshot.commit_ids - snapshot.covered
             self.store.expire_commits(conn, repository, expired)
+        return len(expired)
 
     def _sweep(
         self, repository: str, snapshot: _Snapshot, batch: list[StoredBlock], *, dry_run: bool

@@ -13,7 +13,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +114,10 @@ class StoreBase:
     Args:
         db_path: The SQLite file (created with its schema when missing).
     """
+
+    # Whether a physical address holds data; the server sets it from its block store, so staging an
+    # entry whose block garbage collection removed is refused (checked inside the write transaction).
+    block_exists: Callable[[str], bool] | None = None
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = Path(db_path)
@@ -278,13 +282,16 @@ class RepositoriesMixin(StoreBase):
         with self.transaction() as conn:
             if conn.execute("SELECT 1 FROM repositories WHERE name = ?", (name,)).fetchone():
                 raise Conflict(f"error creating repository: not unique (repository {name!r} already exists)")
-            clash = conn.execute(
-                "SELECT name FROM repositories WHERE storage_namespace = ?", (storage_namespace,)
-            ).fetchone()
-            if clash:
-                raise BadRequest(
-                    f"storage namespace {storage_namespace!r} is already used by repository {clash[0]!r}"
-                )
+            wanted = storage_namespace.rstrip("/") + "/"
+            # Nested namespaces are shared ones too: a repository could link, and its GC never see,
+            # blocks of the repository inside it.
+            for other, namespace in conn.execute("SELECT name, storage_namespace FROM repositories"):
+                existing = namespace.rstrip("/") + "/"
+                if wanted.startswith(existing) or existing.startswith(wanted):
+                    raise BadRequest(
+                        f"storage namespace {storage_namespace!r} overlaps {namespace!r} of repository "
+                        f"{other!r}: lakeFS repositories can't share storage namespace"
+                    )
             created = _now()
             conn.execute(
                 "INSERT INTO repositories (name, storage_namespace, default_branch, creation_date, read_only)"

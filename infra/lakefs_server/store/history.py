@@ -59,20 +59,23 @@ class HistoryMixin(StoreBase):
         date: int | None = None,
     ) -> dict[str, Any]:
         with self.transaction() as conn:
+            # Staged rows identical to what is committed are no change; drop them (and keep that even
+            # when the commit is refused below), so they cannot leave the branch looking dirty.
+            identical = self._identical_rows(conn, repository, branch)
+            if identical:
+                conn.executemany(
+                    "DELETE FROM staged WHERE repository = ? AND branch = ? AND path = ?",
+                    ((repository, branch, path) for path in identical),
+                )
+        with self.transaction() as conn:
             head_id = self.branch_commit(repository, branch, conn)
             head = self._commit(conn, repository, head_id)
             rows = conn.execute(
                 "SELECT path, entry FROM staged WHERE repository = ? AND branch = ?", (repository, branch)
             ).fetchall()
             nodes = self._nodes(conn)
-            changes = {
-                path: entry
-                for path, raw in rows
-                if not tree.same(
-                    entry := None if raw is None else json.loads(raw),
-                    tree.get_entry(nodes, head["meta_range_id"], path),
-                )
-            }
+            # Identical rows went above and stage() never adds any: every row left is a change.
+            changes = {path: None if raw is None else json.loads(raw) for path, raw in rows}
             if not changes and not allow_empty:
                 raise BadRequest(
                     f"commit: no changes on branch {branch!r} (pass allow_empty to commit anyway)"
@@ -92,6 +95,20 @@ class HistoryMixin(StoreBase):
             self._move_branch(conn, repository, branch, record["id"])
             conn.execute("DELETE FROM staged WHERE repository = ? AND branch = ?", (repository, branch))
             return self._commit(conn, repository, record["id"])
+
+    def _identical_rows(self, conn: sqlite3.Connection, repository: str, branch: str) -> list[str]:
+        head = self._commit(conn, repository, self.branch_commit(repository, branch, conn))
+        nodes = self._nodes(conn)
+        rows = conn.execute(
+            "SELECT path, entry FROM staged WHERE repository = ? AND branch = ?", (repository, branch)
+        )
+        return [
+            path
+            for path, raw in rows
+            if tree.same(
+                None if raw is None else json.loads(raw), tree.get_entry(nodes, head["meta_range_id"], path)
+            )
+        ]
 
     # -- history -------------------------------------------------------------------------------
 

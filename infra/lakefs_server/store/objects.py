@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from infra.lakefs_server import tree
-from infra.lakefs_server.errors import BadRequest, NotFound, PreconditionFailed
+from infra.lakefs_server.errors import BadRequest, Gone, NotFound, PreconditionFailed
 from infra.lakefs_server.store.base import Change, Entry, Resolved, StoreBase, ref_name
 
 
@@ -89,11 +89,15 @@ class ObjectsMixin(StoreBase):
                     "DELETE FROM staged WHERE repository = ? AND branch = ? AND path = ?",
                     (repository, branch, path),
                 )
-            else:
-                conn.execute(
-                    "INSERT OR REPLACE INTO staged (repository, branch, path, entry) VALUES (?, ?, ?, ?)",
-                    (repository, branch, path, None if entry is None else json.dumps(entry)),
-                )
+                return
+            # Checked under the write lock, which garbage collection also holds while it deletes: a
+            # block that exists now cannot be collected before this entry is staged.
+            if entry is not None and self.block_exists is not None and not self.block_exists(entry[0]):
+                raise Gone(f"resource expired: no data at {entry[0]!r} (removed by garbage collection)")
+            conn.execute(
+                "INSERT OR REPLACE INTO staged (repository, branch, path, entry) VALUES (?, ?, ?, ?)",
+                (repository, branch, path, None if entry is None else json.dumps(entry)),
+            )
 
     def stage_entries(self, repository: str, branch: str, items: list[tuple[str, Entry]]) -> None:
         """Stage many new entries in one transaction (bulk import of already-stored blocks)."""

@@ -127,6 +127,8 @@ class RefsMixin(StoreBase):
             ).fetchone()
             if exists and not force:
                 raise Conflict(f"branch already exists: not unique ({name!r} in repository {repository!r})")
+            if exists:  # force moves the branch: its staged changes would then sit on another commit
+                self._require_clean(conn, repository, name, what=f"create branch {name!r} with force")
             if conn.execute(
                 "SELECT 1 FROM tags WHERE repository = ? AND name = ?", (repository, name)
             ).fetchone():

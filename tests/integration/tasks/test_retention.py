@@ -48,9 +48,14 @@ def _write(branch, files: dict[str, bytes]) -> None:
         branch.object(path).upload(data, pre_sign=False)
 
 
-def _commit(branch, files: dict[str, bytes], days_ago: float) -> str:
+def _commit(branch, files: dict[str, bytes], days_ago: float, run: str | None = None) -> str:
     _write(branch, files)
-    return branch.commit(message="work", date=int(time.time() - days_ago * DAY)).get_commit().id
+    metadata = {"lockgate.run_id": run} if run else None
+    return (
+        branch.commit(message="work", metadata=metadata, date=int(time.time() - days_ago * DAY))
+        .get_commit()
+        .id
+    )
 
 
 def _layout(client, today: date) -> None:
@@ -69,15 +74,20 @@ def _layout(client, today: date) -> None:
     _commit(_repo(client, MONITORING_REPOSITORY).branch("main"), {"reports/m/run-1/report.html": b"r"}, 0)
     models = _repo(client, MODELS_REPOSITORY)
     _commit(models.branch("main"), {"models/m/v1/weights.safetensors": b"w"}, 30)
-    _commit(models.branch("train-old").create("main"), {"checkpoints/old/latest.json": b"{}"}, 20)
-    _commit(models.branch("train-new").create("main"), {"checkpoints/new/latest.json": b"{}"}, 0)
+    _commit(models.branch("train-old").create("main"), {"checkpoints/old/latest.json": b"{}"}, 20, "old")
+    _commit(models.branch("train-new").create("main"), {"checkpoints/new/latest.json": b"{}"}, 0, "new")
+    models.branch("train-starting").create("main")  # a job's branch before its first checkpoint
     data = _repo(client, DATA)
     _commit(data.branch("main"), {"data.parquet": b"d"}, 40)
-    _commit(data.branch("ingest-x-rejected").create("main"), {"data.parquet": b"bad"}, 30)
+    _commit(data.branch("ingest-x-rejected").create("main"), {"data.parquet": b"bad"}, 30, "r1")
     merged = data.branch("ingest-x-merged").create("main")
-    _commit(merged, {"data.parquet": b"good"}, 30)
+    _commit(merged, {"data.parquet": b"good"}, 30, "r2")
     merged.merge_into(data.branch("main"))
-    _commit(data.branch("ingest-x-fresh").create("main"), {"data.parquet": b"fresh"}, 1)
+    _commit(data.branch("ingest-x-fresh").create("main"), {"data.parquet": b"fresh"}, 1, "r3")
+    busy = data.branch("ingest-x-busy").create("main")
+    _commit(busy, {"data.parquet": b"busy"}, 30, "r4")
+    _write(busy, {"more.parquet": b"being written"})  # staged: in use
+    _commit(data.branch("ingest-by-hand").create("main"), {"data.parquet": b"hand"}, 30)  # not lockgate's
 
 
 def test_expired_log_paths_reads_day_partitions():
@@ -131,7 +141,8 @@ def test_retention_removes_only_what_is_past_its_time(server):
     assert by_repo[MODELS_REPOSITORY].removed_branches == ["train-old"]
     assert by_repo[DATA].removed_branches == ["ingest-x-rejected"]
     branches = {b.name for b in versioning.list_branches(DATA, client=client)}
-    assert branches == {"main", "ingest-x-merged", "ingest-x-fresh"}
+    assert branches == {"main", "ingest-x-merged", "ingest-x-fresh", "ingest-x-busy", "ingest-by-hand"}
+    assert "train-starting" in {b.name for b in versioning.list_branches(MODELS_REPOSITORY, client=client)}
     assert by_repo[MONITORING_REPOSITORY].removed_objects == []  # the report is new
     # GC rules on lockgate's repositories, none on the user's data (its history is the lineage).
     for name in (INFERENCE, MONITORING_REPOSITORY, MODELS_REPOSITORY):

@@ -183,6 +183,15 @@ def test_gc_deletes_exactly_what_no_retained_commit_or_staged_entry_references(
     assert (
         lk.call_error(sdk_client.objects_api.get_object, repo.id, "again", "a.txt", presign=False)[0] == 410
     )
+    # A copy of removed data is refused, never a dangling entry.
+    status, _, _ = lk.call_error(
+        sdk_client.objects_api.copy_object,
+        repo.id,
+        "main",
+        "copy.txt",
+        lakefs_sdk.ObjectCopyCreation(src_path="a.txt", src_ref=commits["v1"]),
+    )
+    assert status == 410 and "copy.txt" not in {o.path for o in main.objects()}
 
     assert _gc(lakefs_server, repo.id)["deleted_blocks"] == 0  # a second run finds nothing
 

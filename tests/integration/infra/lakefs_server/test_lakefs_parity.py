@@ -294,3 +294,49 @@ def test_presigned_put_cut_at_its_content_length_cannot_be_linked_as_the_longer_
     staging.checksum = hashlib.md5(declared).hexdigest()
     sdk_client.staging_api.link_physical_address(repo.id, "main", "b.bin", staging)
     assert lk.read(repo.branch("main"), "b.bin") == declared
+
+
+# -- one spelling per block, one owner per namespace --------------------------------------------------
+
+
+def test_a_block_can_be_linked_only_under_its_own_spelling(repo, sdk_client, lk):
+    location = sdk_client.staging_api.get_physical_address(repo.id, "main", "a.bin", presign=True)
+    import urllib3
+
+    assert urllib3.request("PUT", location.presigned_url, body=b"data").status == 200
+    namespace, _, block = location.physical_address.rpartition("/data/")
+    for alias in (f"{namespace}//data/{block}", f"{namespace}/./data/{block}", f"{namespace}/data//{block}"):
+        staging = lakefs_sdk.StagingMetadata(
+            staging=lakefs_sdk.StagingLocation(physical_address=alias),
+            checksum=hashlib.md5(b"data").hexdigest(),
+            size_bytes=4,
+        )
+        status, message, _ = lk.call_error(
+            sdk_client.staging_api.link_physical_address, repo.id, "main", "a.bin", staging
+        )
+        assert status == 400 and "invalid physical address" in message, alias
+
+
+def test_nested_storage_namespaces_are_refused(lakefs_client, lk):
+    import lakefs
+
+    outer = lk.new_name()
+    lakefs.Repository(outer, client=lakefs_client).create(storage_namespace=f"local://{outer}")
+    for namespace in (f"local://{outer}/inner", f"local://{outer}/"):
+        status, message, _ = lk.call_error(
+            lakefs.Repository(lk.new_name(), client=lakefs_client).create, storage_namespace=namespace
+        )
+        assert status == 400 and "can't share storage namespace" in message, namespace
+
+
+def test_force_creating_over_a_dirty_branch_is_refused(repo, main, lk, sdk_client):
+    lk.commit_files(main, {"a.txt": b"a"})
+    work = repo.branch("work").create(main)
+    lk.put(work, "draft.txt", b"uncommitted")
+    status, message, _ = lk.call_error(
+        sdk_client.branches_api.create_branch,
+        repo.id,
+        lakefs_sdk.BranchCreation(name="work", source="main", force=True),
+    )
+    assert status == 400 and "dirty branch" in message
+    assert lk.read(work, "draft.txt") == b"uncommitted"
