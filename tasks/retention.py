@@ -231,30 +231,14 @@ def _remove_stale_branches(
         commit = versioning.get_commit(repository, head.commit_id, client=client)
         if commit.creation_date >= cutoff or RUN_ID_KEY not in (commit.metadata or {}):
             continue
-        if _merged(repository, head.commit_id, main_head, client) or _dirty(repository, head.name, client):
+        merged = versioning.merge_base(repository, head.commit_id, main_head, client=client) == head.commit_id
+        if merged or versioning.has_uncommitted(repository, head.name, client=client):
             continue
         stale.append(head.name)
     if not dry_run:
         for branch in stale:
             versioning.delete_branch(repository, branch, client=client)
     return stale
-
-
-def _dirty(repository: str, branch: str, client: lakefs.Client) -> bool:
-    import lakefs
-
-    from tasks.versioning.translate import lakefs_call
-
-    with lakefs_call(client):
-        return any(True for _ in lakefs.Branch(repository, branch, client=client).uncommitted(max_amount=1))
-
-
-def _merged(repository: str, commit_id: str, main_head: str, client: lakefs.Client) -> bool:
-    from tasks.versioning.translate import lakefs_call
-
-    with lakefs_call(client):
-        base = client.sdk_client.refs_api.find_merge_base(repository, commit_id, main_head)
-    return base.base_commit_id == commit_id
 
 
 def _ensure_gc_rules(
@@ -360,11 +344,8 @@ def embedded_server(client: lakefs.Client) -> bool:
     """Whether ``client`` talks to lockgate's embedded lakeFS-API server (which collects its own
     garbage on request), not to a real lakeFS."""
     from infra.lakefs_server.app import VERSION_CONTEXT
-    from tasks.versioning.translate import lakefs_call
 
-    with lakefs_call(client):
-        config = client.sdk_client.config_api.get_config()
-    return bool(config.version_config and config.version_config.version_context == VERSION_CONTEXT)
+    return versioning.server_version_context(client) == VERSION_CONTEXT
 
 
 def collect_garbage(

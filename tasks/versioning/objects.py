@@ -387,6 +387,14 @@ def check_connection(client: lakefs.Client) -> None:
         client.sdk_client.config_api.get_config()
 
 
+def server_version_context(client: lakefs.Client) -> str:
+    """What the server says it is (``/config`` ``version_context``; ``lockgate-embedded`` for lockgate's
+    embedded server, empty for lakeFS)."""
+    with lakefs_call(client):
+        config = client.sdk_client.config_api.get_config()
+    return (config.version_config.version_context if config.version_config else None) or ""
+
+
 def object_url(client: lakefs.Client, repository: str, ref: str, path: str) -> str:
     """Where the object is fetched from ``client``'s server (the API's object URL; credentials needed)."""
     return f"{client.config.host.rstrip('/')}/repositories/{repository}/refs/{ref}/objects?path={path}"

@@ -411,3 +411,33 @@ def create_tag(repository: str, tag: str, *, ref: str, client: lakefs.Client, fo
     except BadRequestException as error:
         raise InvalidInputError(f"cannot create tag {tag!r}: {server_message(error)}") from error
     return created.commit_id
+
+
+def merge_base(repository: str, left: str, right: str, *, client: lakefs.Client) -> str:
+    """The best common ancestor of two refs (a commit ID).
+
+    Raises:
+        RefNotFoundError: a ref does not resolve.
+        RepositoryNotFoundError: the repository does not exist.
+    """
+    try:
+        with lakefs_call(client):
+            return client.sdk_client.refs_api.find_merge_base(repository, left, right).base_commit_id
+    except NotFoundException as error:
+        raise missing_error(repository, client=client, refs=[left, right]) from error
+
+
+def has_uncommitted(repository: str, branch: str, *, client: lakefs.Client) -> bool:
+    """Whether ``branch`` has staged, uncommitted changes.
+
+    Raises:
+        RefNotFoundError: the branch does not exist.
+        RepositoryNotFoundError: the repository does not exist.
+    """
+    try:
+        with lakefs_call(client):
+            return any(
+                True for _ in lakefs.Branch(repository, branch, client=client).uncommitted(max_amount=1)
+            )
+    except NotFoundException as error:
+        raise missing_error(repository, client=client, branches=[branch]) from error
