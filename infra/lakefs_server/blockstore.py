@@ -2,7 +2,11 @@
 
 Objects are written once under a fresh physical address and never modified. A write goes to a
 temporary file first and becomes visible under its address only when complete, so a crash or a
-dropped connection mid-upload leaves no partial object behind.
+dropped connection mid-upload leaves no partial object behind. Publication never replaces a block:
+the local store links the finished file into place (``link(2)`` fails when the name exists), the S3
+store writes with ``If-None-Match: *``. Of two uploads racing to one address (a presigned PUT URL
+used twice) the first to finish wins and the other is refused, so bytes already linked and committed
+cannot change underneath their checksum.
 """
 
 from __future__ import annotations
@@ -17,10 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .errors import BadRequest, Gone
+from .errors import BadRequest, Forbidden, Gone
 
 CHUNK = 1024 * 1024
+SINGLE_PUT_LIMIT = 64 * 1024 * 1024  # larger S3 uploads go as a multipart upload (no-clobber too)
 DATA_DIR = "data"  # blocks live at <namespace>/data/<id>; garbage collection looks nowhere else
+
+
+class AlreadyWritten(Forbidden):
+    """The physical address already holds a block: addresses are used once, blocks never replaced."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(f"physical address {address!r} is already written; ask for a new one")
 
 
 class BlockWriter:
@@ -88,8 +100,9 @@ class LocalBlockStore:
     def __init__(self, root: Path, tmp_dir: Path) -> None:
         self.root = Path(root)
         self.tmp_dir = Path(tmp_dir)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        for directory in (self.root, self.tmp_dir):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(directory, 0o700)
 
     def _path(self, address: str) -> Path:
         prefix = "local://"
@@ -105,8 +118,11 @@ class LocalBlockStore:
         target = self._path(address)
 
         def publish(tmp_path: Path) -> None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp_path, target)
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                os.link(tmp_path, target)  # atomic, and fails when the name exists: never a clobber
+            except FileExistsError:
+                raise AlreadyWritten(address) from None
 
         return BlockWriter(self.tmp_dir, publish)
 
@@ -157,7 +173,7 @@ class LocalBlockStore:
     def clear_tmp(self) -> None:
         """Remove upload leftovers of a previous process (they were never published)."""
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 class S3BlockStore:
@@ -174,7 +190,7 @@ class S3BlockStore:
     def __init__(self, client, tmp_dir: Path, default_namespace: str) -> None:
         self.client = client
         self.tmp_dir = Path(tmp_dir)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.default_namespace = default_namespace.rstrip("/")
 
     @staticmethod
@@ -187,12 +203,43 @@ class S3BlockStore:
         return bucket, key
 
     def writer(self, address: str) -> BlockWriter:
+        from botocore.exceptions import ClientError
+
         bucket, key = self._split(address)
 
         def publish(tmp_path: Path) -> None:
-            self.client.upload_file(str(tmp_path), bucket, key)
+            try:
+                if tmp_path.stat().st_size <= SINGLE_PUT_LIMIT:
+                    with open(tmp_path, "rb") as body:
+                        self.client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+                else:
+                    self._multipart_put(tmp_path, bucket, key)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                    raise AlreadyWritten(address) from None
+                raise
 
         return BlockWriter(self.tmp_dir, publish)
+
+    def _multipart_put(self, tmp_path: Path, bucket: str, key: str) -> None:
+        """Upload a large block in parts; completing it with ``If-None-Match: *`` keeps it no-clobber."""
+        upload = self.client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        try:
+            parts = []
+            with open(tmp_path, "rb") as handle:
+                number = 1
+                while data := handle.read(SINGLE_PUT_LIMIT):
+                    etag = self.client.upload_part(
+                        Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=data
+                    )["ETag"]
+                    parts.append({"ETag": etag, "PartNumber": number})
+                    number += 1
+            self.client.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
+            )
+        except BaseException:
+            self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
+            raise
 
     def size(self, address: str) -> int | None:
         from botocore.exceptions import ClientError
@@ -251,7 +298,7 @@ class S3BlockStore:
 
     def clear_tmp(self) -> None:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def new_address(namespace: str) -> str:

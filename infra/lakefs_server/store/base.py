@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -122,6 +123,9 @@ class StoreBase:
     def __init__(self, db_path: Path) -> None:
         self.db_path = Path(db_path)
         self._local = threading.local()
+        # Owner-only whatever the umask: SQLite gives its -wal and -shm files the database's mode.
+        os.close(os.open(self.db_path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(self.db_path, 0o600)
         self.conn().executescript(_SCHEMA)
 
     # -- connections and transactions ---------------------------------------------------------
@@ -257,7 +261,8 @@ class BlocksMixin(StoreBase):
                 self.record_block(address, size=size, checksum=checksum, conn=conn)
             return
         conn.execute(
-            "INSERT OR REPLACE INTO blocks (address, size, checksum, created) VALUES (?, ?, ?, ?)",
+            # Blocks are published no-clobber, so an address holds one block: its first record stands.
+            "INSERT OR IGNORE INTO blocks (address, size, checksum, created) VALUES (?, ?, ?, ?)",
             (address, size, checksum, _now()),
         )
 
