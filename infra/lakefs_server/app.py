@@ -20,7 +20,7 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import quote, unquote
 
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -34,13 +34,14 @@ from .errors import (
     Forbidden,
     Gone,
     NotFound,
+    PayloadTooLarge,
     PreconditionFailed,
     RangeNotSatisfiable,
     Unauthorized,
 )
 from .gc import DEFAULT_MIN_AGE_HOURS, GarbageCollector, GcRules
 from .hooks import ACTIONS_PREFIX, MAX_ACTION_FILE, HookRunner
-from .names import NAMESPACE_RE, validate_path
+from .names import validate_namespace, validate_path
 from .samples import SAMPLE_MESSAGE, sample_files
 from .store import MAX_PAGE, Change, Resolved, Store
 
@@ -54,7 +55,9 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 PRESIGN_PATH = "/_lakefs/presigned"
 GC_PATH = "/_lockgate/gc"  # lockgate's own: lakeFS collects garbage with a Spark job instead
 OPEN_PATHS = {"/healthcheck", "/api/v1/healthcheck", PRESIGN_PATH}
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+MAX_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z
+MAX_JSON_BODY = 8 * 1024 * 1024  # lakeFS's API bodies are small; a 50 MB commit message is an attack
+_RANGE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})", re.ASCII)  # 19 digits: any int64 offset
 logger = logging.getLogger("lockgate.lakefs")
 
 
@@ -108,15 +111,26 @@ def _page(items: list[Any], amount: int, key: Callable[[Any], str]) -> dict[str,
 
 
 async def _body_json(request: Request, *, required: bool = True) -> dict[str, Any]:
-    raw = await request.body()
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_JSON_BODY:
+        raise PayloadTooLarge(f"request body larger than {MAX_JSON_BODY} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_JSON_BODY:
+            raise PayloadTooLarge(f"request body larger than {MAX_JSON_BODY} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         if required:
             raise BadRequest("missing JSON request body")
         return {}
     try:
         body = json.loads(raw)
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BadRequest(f"request body is not valid JSON: {error}") from error
+    except RecursionError:
+        raise BadRequest("request body is not valid JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return body
@@ -240,7 +254,7 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """Return the inclusive byte range asked for, None for the whole object; 416 when unsatisfiable."""
     if not header:
         return None
-    match = _RANGE.match(header.strip().split(",")[0].strip())
+    match = _RANGE.fullmatch(header.strip().split(",")[0].strip())
     if not match or (not match.group(1) and not match.group(2)):
         raise BadRequest(f"invalid Range header {header!r}: expected bytes=START-END")
     first, last = match.group(1), match.group(2)
@@ -276,6 +290,7 @@ class LakeFSApi:
         presigner: Presigner,
         presign_enabled: bool,
         hook_timeout: float,
+        action_environment: dict[str, str] | None = None,
         block_store_type: str,
         default_namespace_prefix: str | None = None,
         gc_batch_size: int = 1000,
@@ -289,7 +304,9 @@ class LakeFSApi:
         self.presign_enabled = presign_enabled
         self.block_store_type = block_store_type
         self.default_namespace_prefix = default_namespace_prefix
-        self.hooks = HookRunner(self._read_actions, default_timeout=hook_timeout)
+        self.hooks = HookRunner(
+            self._read_actions, default_timeout=hook_timeout, environment=action_environment
+        )
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -398,11 +415,7 @@ class LakeFSApi:
         body = await _body_json(request)
         name = _field(body, "name", str)
         namespace = _field(body, "storage_namespace", str)
-        if not NAMESPACE_RE.match(namespace) or not namespace.startswith(f"{self.blocks.scheme}://"):
-            raise BadRequest(
-                f"invalid storage namespace {namespace!r}: this server stores data in "
-                f"{self.blocks.scheme}:// (e.g. {self.blocks.namespace_example()!r})"
-            )
+        validate_namespace(namespace, self.blocks.scheme, self.blocks.namespace_example())
         default_branch = _field(body, "default_branch", str, "main")
         storage_id = _field(body, "storage_id", str, "")
         if storage_id:
@@ -617,6 +630,8 @@ class LakeFSApi:
         metadata = _metadata(body)
         allow_empty = bool(body.get("allow_empty"))
         date = _field(body, "date", int, None)
+        if date is not None and not 0 <= date <= MAX_DATE:
+            raise BadRequest(f"invalid commit date {date}: seconds since 1970 up to {MAX_DATE} (year 9999)")
 
         def commit() -> dict[str, Any]:
             self.store.branch_commit(repository, branch)
@@ -745,25 +760,29 @@ class LakeFSApi:
         metadata = _metadata(body)
 
         def merge() -> str:
-            self.store.resolve(repository, source_ref)
+            # The source is resolved once: the pre-merge hooks judge that commit (lakeFS sends its ID
+            # as ``source_ref``) and exactly that commit is merged, whatever lands on the branch while
+            # the hooks run.
+            source_commit = self.store.resolve(repository, source_ref).commit_id
             self.store.branch_commit(repository, destination)
+            message_text = message or f"Merge '{source_ref}' into '{destination}'"
             record = {
                 "branch_id": destination,
-                "source_ref": source_ref,
-                "commit_message": message or f"Merge '{source_ref}' into '{destination}'",
+                "source_ref": source_commit,
+                "commit_message": message_text,
                 "committer": COMMITTER,
                 "commit_metadata": metadata,
             }
             return self._hooked(
                 "merge",
                 repository=repository,
-                actions_ref=source_ref,
+                actions_ref=source_commit,
                 record=record,
                 operation=lambda: self.store.merge(
                     repository,
-                    source_ref=source_ref,
+                    source_ref=source_commit,
                     destination=destination,
-                    message=message,
+                    message=message_text,
                     metadata=metadata,
                     committer=COMMITTER,
                     strategy=_field(body, "strategy", str, None),
@@ -964,6 +983,10 @@ class LakeFSApi:
         async for chunk in request.stream():
             parser.write(chunk)
         parser.finalize()
+        if parser.state != MultipartState.END:
+            raise BadRequest(
+                "multipart upload is truncated (no closing boundary): nothing was stored, send it again"
+            )
         if not state["found"]:
             raise BadRequest("multipart upload has no part named 'content'")
         return state.get("part_type")

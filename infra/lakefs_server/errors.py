@@ -51,6 +51,10 @@ class PreconditionFailed(ApiError):
     status = 412
 
 
+class PayloadTooLarge(ApiError):
+    status = 413
+
+
 class RangeNotSatisfiable(ApiError):
     status = 416
 

@@ -14,8 +14,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +37,9 @@ EVENTS = {
 MAX_ACTION_FILE = 1024 * 1024
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# lakeFS actions read secrets from the server's environment as {{ ENV.NAME }}; the server hands the
+# runner only the variables actions may read (as lakeFS's actions.env.prefix, LAKEFSACTION_* by default).
+_ENV_REFERENCE = re.compile(r"\{\{\s*ENV\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 logger = logging.getLogger("lockgate.lakefs.hooks")
 
 
@@ -47,6 +50,7 @@ class Hook:
     url: str
     timeout: float
     query_params: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -123,20 +127,53 @@ def parse_action(source: str, raw: bytes, *, default_timeout: float) -> Action:
             timeout = parse_duration(properties.get("timeout"), default_timeout)
         except ValueError as error:
             raise fail(f"hook {hook['id']!r}: {error}") from error
-        parsed.append(Hook(name, str(hook["id"]), url, timeout, dict(properties.get("query_params") or {})))
+        headers = properties.get("headers") or {}
+        if not isinstance(headers, dict) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in headers.items()
+        ):
+            raise fail(f"hook {hook['id']!r}: 'properties.headers' must map header names to strings")
+        parsed.append(
+            Hook(
+                name, str(hook["id"]), url, timeout, dict(properties.get("query_params") or {}), dict(headers)
+            )
+        )
     return Action(name, source, events, tuple(parsed))
 
 
-def call_webhook(hook: Hook, body: dict[str, Any]) -> None:
+def expand_environment(text: str, environment: Mapping[str, str]) -> str:
+    """Replace each ``{{ ENV.NAME }}`` with ``environment[NAME]``; raise RuntimeError when it is not
+    there (unset, or outside the prefix actions may read: the hook then fails, as in lakeFS)."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in environment:
+            raise RuntimeError(
+                f"environment variable {name} is not available to actions (unset on the lakeFS server, "
+                "or outside LOCKGATE_EMBEDDED_LAKEFS_ACTION_ENV_PREFIX)"
+            )
+        return environment[name]
+
+    return _ENV_REFERENCE.sub(value, text)
+
+
+def call_webhook(hook: Hook, body: dict[str, Any], environment: Mapping[str, str] | None = None) -> None:
     """POST the event to the hook; raise RuntimeError on a non-2xx answer or a timeout."""
+    environment = environment or {}
     url = hook.url
     if hook.query_params:
-        query = urllib.parse.urlencode(hook.query_params, doseq=True)
+        params = {
+            key: [expand_environment(str(item), environment) for item in value]
+            if isinstance(value, list)
+            else expand_environment(str(value), environment)
+            for key, value in hook.query_params.items()
+        }
+        query = urllib.parse.urlencode(params, doseq=True)
         url = f"{url}{'&' if '?' in url else '?'}{query}"
+    headers = {name: expand_environment(value, environment) for name, value in hook.headers.items()}
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={**headers, "Content-Type": "application/json"},
         method="POST",
     )
     try:
@@ -159,13 +196,19 @@ class HookRunner:
     Args:
         load_actions: Returns ``(source path, raw bytes)`` of every actions file at a ref.
         default_timeout: Hook timeout when an action sets none.
+        environment: What actions may read as ``{{ ENV.NAME }}`` in ``headers`` and ``query_params``.
     """
 
     def __init__(
-        self, load_actions: Callable[[str, str], list[tuple[str, bytes]]], *, default_timeout: float
+        self,
+        load_actions: Callable[[str, str], list[tuple[str, bytes]]],
+        *,
+        default_timeout: float,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self._load_actions = load_actions
         self.default_timeout = default_timeout
+        self.environment = dict(environment or {})
 
     def _actions(self, repository: str, ref: str) -> list[Action]:
         return [
@@ -183,7 +226,7 @@ class HookRunner:
         for action in actions:
             for hook in action.hooks_for(event, record.get("branch_id")):
                 try:
-                    call_webhook(hook, self._body(event, hook, repository, record))
+                    call_webhook(hook, self._body(event, hook, repository, record), self.environment)
                 except RuntimeError as error:
                     raise PreconditionFailed(
                         f"{event} hook aborted, run id '{run_id}': action {action.name!r} "
@@ -206,7 +249,7 @@ class HookRunner:
         def fire() -> None:
             for action, hook in calls:
                 try:
-                    call_webhook(hook, self._body(event, hook, repository, record))
+                    call_webhook(hook, self._body(event, hook, repository, record), self.environment)
                 except RuntimeError as error:
                     logger.warning("%s hook %s/%s failed: %s", event, action.name, hook.hook_id, error)
 

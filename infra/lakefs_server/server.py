@@ -54,7 +54,8 @@ def _presign_key(data_dir: Path) -> bytes:
 def create_server_app(settings: EmbeddedLakeFSSettings):
     """Build the ASGI app (and its storage) for ``settings``; no socket is opened."""
     data_dir = settings.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)  # owner-only whatever the umask, also for a directory made before
     access_key_id, secret = load_or_create_credentials(settings)
     if settings.block_store == "s3":
         import boto3
@@ -73,6 +74,7 @@ def create_server_app(settings: EmbeddedLakeFSSettings):
         presigner=Presigner(_presign_key(data_dir), settings.presign_ttl_seconds, settings.public_url),
         presign_enabled=settings.presign,
         hook_timeout=settings.hook_timeout_seconds,
+        action_environment=settings.action_environment(),
         block_store_type=settings.block_store,
         default_namespace_prefix=default_prefix,
         gc_batch_size=settings.gc_batch_size,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +39,12 @@ class EmbeddedLakeFSSettings(BaseSettings):
     )
     s3_region: str = Field("us-east-1", description="Region of the S3 block store.")
     presign: bool = Field(True, description="Advertise and serve presigned PUT/GET URLs.")
+    action_env_prefix: str = Field(
+        "LAKEFSACTION_",
+        min_length=1,
+        description="Environment variables actions may read as {{ ENV.NAME }} (e.g. a webhook token in "
+        "`headers`) must start with this, as lakeFS's actions.env.prefix.",
+    )
     presign_ttl_seconds: int = Field(900, gt=0, description="Lifetime of presigned URLs.")
     hook_timeout_seconds: float = Field(
         30.0, gt=0, description="Default timeout of action webhooks (an action may set its own)."
@@ -64,3 +71,7 @@ class EmbeddedLakeFSSettings(BaseSettings):
         if self.block_store == "s3" and not self.s3_bucket:
             raise ValueError("block_store='s3' needs s3_bucket")
         return self
+
+    def action_environment(self) -> dict[str, str]:
+        """The server's environment variables actions may read (``action_env_prefix``)."""
+        return {name: value for name, value in os.environ.items() if name.startswith(self.action_env_prefix)}

@@ -15,7 +15,7 @@ from infra.lakefs_server.errors import BadRequest, Conflict, Forbidden, NotFound
 from infra.lakefs_server.names import validate_branch_name, validate_tag_name
 from infra.lakefs_server.store.base import Resolved, StoreBase
 
-_REF_MODIFIER = re.compile(r"([~^])(\d*)|(@)|(\$)")
+_REF_MODIFIER = re.compile(r"([~^])(\d{0,9})(?!\d)|(@)|(\$)", re.ASCII)
 
 
 class RefsMixin(StoreBase):

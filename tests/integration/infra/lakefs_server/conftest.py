@@ -136,6 +136,8 @@ class HookReceiver:
     delay: float = 0.0
     calls: list[dict[str, Any]] = field(default_factory=list)
     arrived: threading.Condition = field(default_factory=threading.Condition)
+    # Called with the parsed body before the answer goes out (to interleave work with a pre-hook).
+    on_call: Callable[[dict[str, Any] | None], None] | None = None
 
     def record(self, path: str, body: bytes, headers: dict[str, str]) -> None:
         try:
@@ -181,6 +183,8 @@ def hook_receiver() -> Iterator[HookReceiver]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             receiver.record(self.path, body, dict(self.headers))
+            if receiver.on_call is not None:
+                receiver.on_call(receiver.calls[-1]["body"])
             if receiver.delay:
                 time.sleep(receiver.delay)
             payload = json.dumps({"received": True}).encode()

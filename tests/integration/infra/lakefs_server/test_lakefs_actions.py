@@ -109,7 +109,7 @@ def test_failing_pre_merge_hook_aborts_merge_with_412(repo, main, lk, hook_recei
     assert feature.get_commit().id == feature_head
     body = hook_receiver.bodies("pre-merge")[-1]
     assert body["branch_id"] == "main"
-    assert body["source_ref"] == "feature"
+    assert body["source_ref"] == feature_head  # the commit ID, as lakeFS sends it
 
     hook_receiver.status = 200
     merge_id = feature.merge_into(main)
@@ -191,14 +191,14 @@ def test_post_hooks_receive_lakefs_event_body(repo, main, lk, hook_receiver):
     assert body["commit_metadata"] == {"run": "7"}
     assert body["event_time"]
 
-    lk.commit_files(feature, {"f.txt": b"f"}, message="feature work")
+    feature_head = lk.commit_files(feature, {"f.txt": b"f"}, message="feature work")
     merge_id = feature.merge_into(main, message="merge under test")
     merges = [b for b in hook_receiver.wait_for("post-merge", 1) if b.get("commit_id") == merge_id]
     assert len(merges) == 1, hook_receiver.bodies("post-merge")
     merge_body = merges[0]
     assert set(merge_body) >= EVENT_FIELDS
     assert merge_body["branch_id"] == "main"
-    assert merge_body["source_ref"] == "feature"
+    assert merge_body["source_ref"] == feature_head  # the merged commit, as lakeFS sends it
     assert merge_body["commit_message"] == "merge under test"
 
 
