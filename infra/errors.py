@@ -42,6 +42,7 @@ exit code (``flows.cli.errors``), never a traceback. Modules re-export the ones 
     │   ├── ModelNotReadyError, InjectedFaultError   (inside a model replica)
     │   └── RolloutError                      an SLO breach, a failed start or a reviewer's "no"
     ├── RequestRejectedError                  the webhook relay refuses a request (``.status``)
+    ├── EventDeliveryError                    Prefect's API did not take an event
     ├── LoopError                             the closed loop did not get where it should (demo, bench)
     ├── ServerStartError                      the embedded lakeFS server did not become healthy
     └── StackError                            ``lockgate up/down/status``
@@ -271,6 +272,10 @@ class RequestRejectedError(LockgateError):
         self.status = status
         self.detail = detail
         self.headers = headers
+
+
+class EventDeliveryError(LockgateError):
+    """Prefect's API did not take an event (unreachable, too slow, or it refused it)."""
 
 
 class LoopError(LockgateError):

@@ -48,61 +48,81 @@ A ``pre-merge`` body needs string ``repository_id``, ``branch_id`` (the destinat
 (default: ``LakeFSSettings`` from the environment). lakeFS keeps each webhook's answer in the action
 run's hook output, so the 412 body is what a person reads to see why the merge was refused.
 
-Signing scheme (implement it in any language)
----------------------------------------------
-Every request to ``/hooks/events/{name}`` carries three headers::
+Authentication
+--------------
+``/hooks/events/{name}`` requests are signed with ``secret`` in the X-Lockgate-* scheme, which
+covers the method, the path (so the event name) and the body; see :mod:`serving.relay_auth`. The
+relay answers 401 when a header is missing or malformed, when the signature does not match
+(``"bad signature"``), when the timestamp is more than ``replay_window_s`` seconds off its clock
+(``"expired"``), and when the nonce was already accepted within the window (``"replayed"``). Nonces
+are kept in SQLite under ``state_dir``: a restart does not reopen the window.
 
-    X-Lockgate-Timestamp: <unix time in whole seconds, e.g. 1795762205>
-    X-Lockgate-Nonce:     <16-128 characters of [A-Za-z0-9_-], unique per request, e.g. a UUID4 hex>
-    X-Lockgate-Signature: sha256=<lowercase hex HMAC-SHA256>
+``/hooks/lakefs`` needs one of: the bearer token ``lakefs_token`` (lakeFS sends it through the
+action's ``headers``, reading it from its own environment, which lakeFS limits to variables named
+``LAKEFSACTION_*``)::
 
-where the HMAC key is the shared secret (UTF-8) and the message is the bytes
-``f"{timestamp}.{nonce}."`` (ASCII) followed by the exact raw request body, e.g. in Python::
+    properties:
+      url: http://relay.internal:8200/hooks/lakefs
+      headers:
+        Authorization: "Bearer {{ ENV.LAKEFSACTION_LOCKGATE_TOKEN }}"
 
-    message = f"{timestamp}.{nonce}.".encode() + body
-    signature = "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+or a signature with ``lakefs_secret`` (a signing proxy in front of lakeFS). Unauthenticated lakeFS
+webhooks are accepted only with ``insecure_lakefs`` set, and the relay warns when it starts so.
+A ``post-merge`` is checked against lakeFS before anything is emitted: its commit must exist and be
+on the branch it names (422 otherwise, 503 when lakeFS cannot be asked).
 
-The relay compares signatures in constant time. It answers 401 when a header is missing or malformed,
-when the signature does not match (``"bad signature"``), when the timestamp is more than
-``replay_window_s`` seconds before or after its clock (``"expired"``), and when the nonce was already
-accepted within the window (``"replayed"``). :func:`sign` builds the headers.
+Both hook endpoints take ``application/json`` bodies only (415 otherwise: a browser form or a
+``text/plain`` "simple request" from a web page cannot act).
 
-lakeFS webhooks
----------------
-lakeFS action webhooks (and the embedded server's, see ``infra/lakefs_server/hooks.py``) send a
-plain JSON POST and cannot add the headers above. So: when ``lakefs_secret`` is set, ``/hooks/lakefs``
-requires the same signature made with that secret (put a signing proxy in front of lakeFS); when it
-is unset, ``/hooks/lakefs`` accepts unsigned requests, and must then only be reachable from lakeFS
-(bind the relay to a private network); signature headers, if any, are then ignored. Nonces are
-remembered for ``replay_window_s``, at most ``nonce_cache_size`` of them (the oldest go first).
+Delivery
+--------
+202 means Prefect's API stored the event (``POST /api/events`` answered); when Prefect is
+unreachable, slow beyond ``event_timeout_s`` or refuses the event, the relay answers 503 and gives
+the nonce back, so the sender can retry the same request.
 
-Limits on every hook: bodies over ``max_body_bytes`` are refused with 413, and each client address
-gets ``rate_limit_per_minute`` requests per minute per event name (a token bucket; 429 with
-``Retry-After`` beyond). No event is emitted on any 4xx answer.
+Limits
+------
+Bodies over ``max_body_bytes`` are refused with 413. Requests that authenticate are charged to
+``rate_limit_per_minute`` per client address and event name (429 with ``Retry-After`` beyond);
+requests that do not are charged to a separate budget per client, so junk cannot starve a signed
+caller. The client address is the socket's peer; ``X-Forwarded-For`` counts only from
+``trusted_proxies``. No event is emitted on any 4xx or 5xx answer.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
+import logging
 import math
 import re
-import secrets
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import prefect.events
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import SecretStr
 
-from infra.errors import RequestRejectedError
+from infra.errors import RefNotFoundError, RepositoryNotFoundError, RequestRejectedError
 from infra.settings import RelaySettings
+from serving.relay_auth import (
+    NONCE_DB,
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    NonceStore,
+    RateLimiter,
+    authenticate,
+    check_bearer,
+    client_address,
+    sign,
+    signature,
+)
+from serving.relay_events import (
+    deliver_event,
+    lakefs_merge_event,
+    parse_object,
+    pre_merge_request,
+)
 from tasks import events
 
 if TYPE_CHECKING:
@@ -110,193 +130,25 @@ if TYPE_CHECKING:
 
     from tasks.datasets import DatasetSpec
 
+__all__ = [
+    "NONCE_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "create_app",
+    "deliver_event",
+    "run_relay",
+    "sign",
+    "signature",
+]
+
 PRE_MERGE = "pre-merge"
-TIMESTAMP_HEADER = "X-Lockgate-Timestamp"
-NONCE_HEADER = "X-Lockgate-Nonce"
-SIGNATURE_HEADER = "X-Lockgate-Signature"
-EVENT_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
-NONCE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
-LAKEFS_FIELDS = (
-    "event_type",
-    "event_time",
-    "action_name",
-    "hook_id",
-    "repository_id",
-    "branch_id",
-    "source_ref",
-    "commit_id",
-    "commit_message",
-    "committer",
-    "commit_metadata",
-)
+EVENT_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,63}", re.ASCII)
+JSON_TYPE = re.compile(r"application/(?:[a-z0-9.+-]+\+)?json", re.ASCII)
+logger = logging.getLogger("lockgate.relay")
 
 Emit = Callable[..., Any]
 LakeFSClientFactory = Callable[[], "lakefs.Client"]
 DatasetsProvider = Callable[[], Mapping[str, "DatasetSpec"]]
-
-
-# -- signing -------------------------------------------------------------------------------------
-
-
-def signature(secret: str, body: bytes, *, timestamp: str, nonce: str) -> str:
-    """The ``X-Lockgate-Signature`` value of ``body`` (see the module docstring)."""
-    message = f"{timestamp}.{nonce}.".encode() + body
-    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-
-
-def sign(
-    secret: str | SecretStr, body: bytes, *, timestamp: int | None = None, nonce: str | None = None
-) -> dict[str, str]:
-    """The headers that sign ``body`` for the relay; ``timestamp`` defaults to now, ``nonce`` to a
-    fresh random one."""
-    key = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
-    stamp = str(int(time.time()) if timestamp is None else timestamp)
-    nonce = nonce if nonce is not None else secrets.token_hex(16)
-    return {
-        TIMESTAMP_HEADER: stamp,
-        NONCE_HEADER: nonce,
-        SIGNATURE_HEADER: signature(key, body, timestamp=stamp, nonce=nonce),
-    }
-
-
-class NonceCache:
-    """Nonces accepted in the last ``ttl_s`` seconds, at most ``capacity`` of them (thread-safe)."""
-
-    def __init__(self, ttl_s: float, capacity: int, *, clock: Callable[[], float] = time.time) -> None:
-        self.ttl_s = ttl_s
-        self.capacity = capacity
-        self._clock = clock
-        self._seen: OrderedDict[str, float] = OrderedDict()  # nonce -> expiry, oldest first
-        self._lock = threading.Lock()
-
-    def add(self, nonce: str) -> bool:
-        """Remember ``nonce``; False when it was already remembered (a replay)."""
-        now = self._clock()
-        with self._lock:
-            while self._seen:
-                oldest, expiry = next(iter(self._seen.items()))
-                if expiry > now and len(self._seen) < self.capacity:
-                    break
-                del self._seen[oldest]
-            if nonce in self._seen:
-                return False
-            self._seen[nonce] = now + self.ttl_s
-            return True
-
-
-def verify(
-    secret: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    nonces: NonceCache,
-    window_s: float,
-    now: float | None = None,
-) -> None:
-    """Check the signature headers of a request; raise :class:`RequestRejectedError` (401) when they fail.
-
-    The nonce is remembered only once the signature is known to be good, so unsigned junk cannot
-    fill the cache or burn a sender's future nonces.
-    """
-    stamp = headers.get(TIMESTAMP_HEADER)
-    nonce = headers.get(NONCE_HEADER)
-    given = headers.get(SIGNATURE_HEADER)
-    if not stamp or not nonce or not given:
-        raise RequestRejectedError(
-            401,
-            f"missing signature headers: {TIMESTAMP_HEADER}, {NONCE_HEADER} and {SIGNATURE_HEADER} needed",
-        )
-    if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
-        raise RequestRejectedError(401, f"bad {TIMESTAMP_HEADER}: unix time in whole seconds expected")
-    if not NONCE.match(nonce):
-        raise RequestRejectedError(401, f"bad {NONCE_HEADER}: 16-128 characters of [A-Za-z0-9_-] expected")
-    expected = signature(secret, body, timestamp=stamp, nonce=nonce)
-    if not hmac.compare_digest(expected.encode(), given.strip().encode("utf-8", "replace")):
-        raise RequestRejectedError(401, "bad signature")
-    current = time.time() if now is None else now
-    if abs(current - int(stamp)) > window_s:
-        raise RequestRejectedError(401, "expired")
-    if not nonces.add(nonce):
-        raise RequestRejectedError(401, "replayed")
-
-
-class RateLimiter:
-    """A token bucket per key: ``per_minute`` requests a minute, bursts up to ``per_minute``."""
-
-    def __init__(
-        self, per_minute: int, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 10_000
-    ):
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0
-        self.max_keys = max_keys
-        self._clock = clock
-        self._buckets: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def take(self, key: tuple[str, str]) -> float:
-        """Take a token for ``key``; return 0 when allowed, else the seconds until one is free."""
-        now = self._clock()
-        with self._lock:
-            tokens, last = self._buckets.pop(key, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            wait = 0.0
-            if tokens >= 1.0:
-                tokens -= 1.0
-            else:
-                wait = (1.0 - tokens) / self.rate
-            self._buckets[key] = (tokens, now)
-            while len(self._buckets) > self.max_keys:  # forget the least recently seen clients
-                self._buckets.popitem(last=False)
-            return wait
-
-
-# -- parsing -------------------------------------------------------------------------------------
-
-
-def parse_object(body: bytes) -> dict[str, Any]:
-    """The JSON object in ``body``; raise :class:`RequestRejectedError` (400) for anything else."""
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise RequestRejectedError(400, f"body is not valid JSON: {error}") from error
-    if not isinstance(document, dict):
-        raise RequestRejectedError(400, f"body must be a JSON object, not {type(document).__name__}")
-    return document
-
-
-def lakefs_merge_event(hook: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The ``emit_event`` arguments for a lakeFS webhook body, or None when its event type is not
-    relayed; raise :class:`RequestRejectedError` (400) when the body lacks what a merge event needs."""
-    event_type = hook.get("event_type")
-    if not isinstance(event_type, str) or not event_type:
-        raise RequestRejectedError(400, "lakeFS webhook body needs a string 'event_type'")
-    if event_type != "post-merge":
-        return None
-    fields = {}
-    for key in ("repository_id", "branch_id", "commit_id"):
-        value = hook.get(key)
-        if not isinstance(value, str) or not value:
-            raise RequestRejectedError(400, f"lakeFS post-merge webhook body needs a string {key!r}")
-        fields[key] = value
-    repository, branch, commit = fields["repository_id"], fields["branch_id"], fields["commit_id"]
-    resource = events.dataset_resource(repository, branch, commit=commit)
-    if isinstance(hook.get("source_ref"), str):
-        resource["lakefs.source_ref"] = hook["source_ref"]
-    payload = {key: hook[key] for key in LAKEFS_FIELDS if key in hook}
-    payload["source"] = "lakefs-webhook"
-    return {"event": events.DATASET_MERGED, "resource": resource, "payload": payload}
-
-
-def pre_merge_request(hook: Mapping[str, Any]) -> tuple[str, str, str]:
-    """``(repository, destination branch, source ref)`` of a lakeFS pre-merge webhook body; raise
-    :class:`RequestRejectedError` (400) when one is missing."""
-    fields = []
-    for key in ("repository_id", "branch_id", "source_ref"):
-        value = hook.get(key)
-        if not isinstance(value, str) or not value:
-            raise RequestRejectedError(400, f"lakeFS pre-merge webhook body needs a string {key!r}")
-        fields.append(value)
-    return fields[0], fields[1], fields[2]
 
 
 def _default_lakefs_client() -> lakefs.Client:
@@ -328,50 +180,98 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _require_json(request: Request) -> None:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not JSON_TYPE.fullmatch(content_type):
+        raise RequestRejectedError(
+            415, f"content type {content_type or '(none)'!r} is not accepted: send application/json"
+        )
+
+
 def create_app(
     settings: RelaySettings,
     *,
-    emit: Emit = prefect.events.emit_event,
+    emit: Emit | None = None,
     lakefs_client_factory: LakeFSClientFactory = _default_lakefs_client,
     datasets: DatasetsProvider = _default_datasets,
+    nonces: NonceStore | None = None,
 ) -> FastAPI:
     """The relay app.
 
     Args:
         settings: Secrets, limits and the protected branches.
-        emit: Called as ``emit(event=..., resource=..., payload=...)`` for each relayed event.
-        lakefs_client_factory: Builds the lakeFS client the contract gate reads with; called once, at
-            the first pre-merge webhook that needs it (default: ``LakeFSSettings`` from the environment).
+        emit: Called as ``emit(event=..., resource=..., payload=...)`` for each relayed event; it must
+            return only once the event is stored and raise when it is not (default:
+            :func:`deliver_event`).
+        lakefs_client_factory: Builds the lakeFS client the contract gate and the post-merge check
+            read with; called once, at the first webhook that needs it (default: ``LakeFSSettings``
+            from the environment).
         datasets: The declared datasets by name (default: ``available_datasets``); the gate checks the
             one whose repository is merged into.
+        nonces: The replay window (default: persisted under ``settings.state_dir``).
     """
     from tasks.merge_gate import check_merge, find_dataset_for_repository
 
     app = FastAPI(title="lockgate webhook relay", docs_url=None, redoc_url=None)
     window = float(settings.replay_window_s)
-    event_nonces = NonceCache(window, settings.nonce_cache_size)
-    lakefs_nonces = NonceCache(window, settings.nonce_cache_size)
+    if nonces is None:
+        nonces = NonceStore(settings.state_dir / NONCE_DB, window, settings.nonce_cache_size)
+    store = nonces
     limiter = RateLimiter(settings.rate_limit_per_minute)
+    junk = RateLimiter(settings.rate_limit_per_minute)
     clients: list[lakefs.Client] = []
     client_lock = threading.Lock()
+    if settings.insecure_lakefs:
+        logger.warning(
+            "insecure_lakefs is set: /hooks/lakefs acts on unauthenticated requests; anyone who can reach "
+            "the relay can start a retrain. Set LOCKGATE_WEBHOOK_LAKEFS_TOKEN instead."
+        )
+
+    def _send(arguments: dict[str, Any]) -> Any:
+        if emit is not None:
+            return emit(**arguments)
+        return deliver_event(**arguments, timeout=settings.event_timeout_s)
 
     @app.exception_handler(RequestRejectedError)
     async def _rejected(request: Request, error: RequestRejectedError) -> JSONResponse:
         return JSONResponse({"detail": error.detail}, status_code=error.status, headers=error.headers)
 
-    def _throttle(request: Request, name: str) -> None:
-        client = request.client.host if request.client else "unknown"
-        wait = limiter.take((client, name))
+    def _client(request: Request) -> str:
+        return client_address(
+            request.client.host if request.client else None, request.headers, settings.trusted_proxies
+        )
+
+    def _charge(budget: RateLimiter, key: tuple[str, str], what: str) -> None:
+        wait = budget.take(key)
         if wait:
             raise RequestRejectedError(
-                429, "rate limit exceeded", headers={"Retry-After": str(max(1, math.ceil(wait)))}
+                429, f"rate limit exceeded ({what})", headers={"Retry-After": str(max(1, math.ceil(wait)))}
             )
 
-    def _emit(arguments: dict[str, Any]) -> JSONResponse:
+    async def _authenticated(
+        request: Request, check: Callable[[bytes], str | None], name: str
+    ) -> tuple[bytes, str | None]:
+        """Read and authenticate a request; junk is charged to its own budget, never to callers'."""
+        client = _client(request)
         try:
-            event = emit(**arguments)
-        except Exception as error:  # noqa: BLE001 - any failure of the event client is a 503
-            return JSONResponse({"detail": f"could not emit the event: {error}"}, status_code=503)
+            _require_json(request)
+            body = await _read_body(request, settings.max_body_bytes)
+            nonce = check(body)
+        except RequestRejectedError:
+            _charge(junk, (client, "unauthenticated"), "unauthenticated requests")
+            raise
+        _charge(limiter, (client, name), f"{settings.rate_limit_per_minute} a minute per client and event")
+        return body, nonce
+
+    async def _relay(arguments: dict[str, Any], scope: str, nonce: str | None) -> JSONResponse:
+        if nonce is not None and not store.reserve(scope, nonce):
+            raise RequestRejectedError(401, "replayed")
+        try:
+            event = await run_in_threadpool(_send, arguments)
+        except Exception as error:  # noqa: BLE001 - not stored: the sender may retry the same request
+            if nonce is not None:
+                store.release(scope, nonce)
+            return JSONResponse({"detail": f"the event was not delivered: {error}"}, status_code=503)
         event_id = getattr(event, "id", None)
         return JSONResponse(
             {"event": arguments["event"], "id": str(event_id) if event_id else None}, status_code=202
@@ -412,53 +312,124 @@ def create_app(
             )
         return JSONResponse(body, status_code=status)
 
+    def _merged_commit_is_real(repository: str, branch: str, commit: str) -> None:
+        """Raise 422 unless ``commit`` exists in ``repository`` and is on ``branch`` (lakeFS asked)."""
+        from tasks import versioning
+
+        client = _lakefs_client()
+        try:
+            on_branch = versioning.merge_base(repository, branch, commit, client=client) == commit
+        except (RefNotFoundError, RepositoryNotFoundError) as error:
+            raise RequestRejectedError(
+                422, f"post-merge refers to what lakeFS does not have: {error}"
+            ) from error
+        if not on_branch:
+            raise RequestRejectedError(422, f"post-merge commit {commit!r} is not on branch {branch!r}")
+
+    def _lakefs_check(request: Request) -> Callable[[bytes], str | None]:
+        def check(body: bytes) -> str | None:
+            if settings.lakefs_token is not None and request.headers.get("authorization"):
+                check_bearer(settings.lakefs_token, request.headers)
+                return None
+            if settings.lakefs_secret is not None and request.headers.get(SIGNATURE_HEADER):
+                return authenticate(
+                    settings.lakefs_secret,
+                    request.headers,
+                    body,
+                    method=request.method,
+                    path=request.url.path,
+                    window_s=window,
+                )
+            if settings.insecure_lakefs:
+                return None
+            if settings.lakefs_token is None and settings.lakefs_secret is None:
+                raise RequestRejectedError(
+                    401,
+                    "lakeFS webhooks need authentication: set LOCKGATE_WEBHOOK_LAKEFS_TOKEN on the relay "
+                    "and send it from the action's headers (Authorization: Bearer ...)",
+                )
+            if settings.lakefs_token is not None:
+                check_bearer(settings.lakefs_token, request.headers)
+            raise RequestRejectedError(401, f"missing signature headers: {SIGNATURE_HEADER} needed")
+
+        return check
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.post("/hooks/events/{name}")
     async def external_event(name: str, request: Request) -> JSONResponse:
-        if not EVENT_NAME.match(name):
+        if not EVENT_NAME.fullmatch(name):
+            _charge(junk, (_client(request), "unauthenticated"), "unauthenticated requests")
             raise RequestRejectedError(400, "bad event name: it must match ^[a-z][a-z0-9_.-]{0,63}$")
-        _throttle(request, name)
-        body = await _read_body(request, settings.max_body_bytes)
-        verify(
-            settings.secret.get_secret_value(), request.headers, body, nonces=event_nonces, window_s=window
-        )
+
+        def check(body: bytes) -> str:
+            return authenticate(
+                settings.secret,
+                request.headers,
+                body,
+                method=request.method,
+                path=request.url.path,
+                window_s=window,
+            )
+
+        body, nonce = await _authenticated(request, check, name)
         payload = parse_object(body)
-        return _emit(
-            {
-                "event": events.external(name),
-                "resource": {"prefect.resource.id": f"lockgate.webhook.{name}", "lockgate.webhook": name},
-                "payload": payload,
-            }
-        )
+        arguments = {
+            "event": events.external(name),
+            "resource": {"prefect.resource.id": f"lockgate.webhook.{name}", "lockgate.webhook": name},
+            "payload": payload,
+        }
+        return await _relay(arguments, "events", nonce)
 
     @app.post("/hooks/lakefs")
     async def lakefs_webhook(request: Request) -> JSONResponse:
-        _throttle(request, "lakefs")
-        body = await _read_body(request, settings.max_body_bytes)
-        if settings.lakefs_secret is not None:
-            verify(
-                settings.lakefs_secret.get_secret_value(),
-                request.headers,
-                body,
-                nonces=lakefs_nonces,
-                window_s=window,
-            )
+        body, nonce = await _authenticated(request, _lakefs_check(request), "lakefs")
         hook = parse_object(body)
         if hook.get("event_type") == PRE_MERGE:
+            if nonce is not None and not store.reserve("lakefs", nonce):
+                raise RequestRejectedError(401, "replayed")
             return await _gate_merge(hook)
         arguments = lakefs_merge_event(hook)
         if arguments is None:
             return JSONResponse({"ignored": hook["event_type"]}, status_code=200)
-        return _emit(arguments)
+        resource = arguments["resource"]
+        try:
+            await run_in_threadpool(
+                _merged_commit_is_real,
+                resource["lakefs.repository"],
+                resource["lakefs.branch"],
+                resource["lakefs.commit"],
+            )
+        except RequestRejectedError:
+            raise
+        except Exception as error:  # noqa: BLE001 - lakeFS could not be asked: nothing is emitted
+            return JSONResponse(
+                {"detail": f"could not check the merge against lakeFS: {type(error).__name__}: {error}"},
+                status_code=503,
+            )
+        return await _relay(arguments, "lakefs", nonce)
 
     return app
 
 
 def run_relay(settings: RelaySettings, host: str = "127.0.0.1", port: int = 8200) -> None:
-    """Serve the relay with uvicorn until interrupted (for the CLI)."""
+    """Serve the relay with uvicorn until interrupted (for the CLI).
+
+    uvicorn's own proxy-header handling is off: it trusts ``X-Forwarded-For`` from any local client,
+    so the app decides from ``trusted_proxies`` instead.
+    """
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        proxy_headers=False,
+        http="h11",  # h11 bounds the request head (16 KiB here); 431 beyond it
+        h11_max_incomplete_event_size=16 * 1024,
+        timeout_keep_alive=5,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +12,20 @@ import pytest
 from infra.lakefs_server.launcher import EmbeddedLakeFS
 from infra.processes import free_port
 
+# The token lakeFS actions send to the webhook relay (``headers: {Authorization: "Bearer {{ ENV.X }}"}``).
+ACTION_TOKEN_VARIABLE = "LAKEFSACTION_LOCKGATE_TOKEN"
+
 
 @pytest.fixture(scope="session")
-def lakefs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedLakeFS]:
+def relay_token() -> str:
+    """The bearer token the session's lakeFS server hands its actions, and test relays expect."""
+    return secrets.token_urlsafe(24)
+
+
+@pytest.fixture(scope="session")
+def lakefs_server(tmp_path_factory: pytest.TempPathFactory, relay_token: str) -> Iterator[EmbeddedLakeFS]:
     """The embedded lakeFS-API server with a local block store, shared by the session."""
-    server = EmbeddedLakeFS(tmp_path_factory.mktemp("lakefs-data"))
+    server = EmbeddedLakeFS(tmp_path_factory.mktemp("lakefs-data"), env={ACTION_TOKEN_VARIABLE: relay_token})
     server.start()
     yield server
     server.stop()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings
 
 from infra.settings.base import check_secret, settings_config
@@ -20,10 +22,34 @@ class RelaySettings(BaseSettings):
         description="Shared HMAC-SHA256 secret external systems sign /hooks/events requests with "
         f"(at least {MIN_SECRET_LENGTH} characters, no placeholder). Never logged.",
     )
+    lakefs_token: SecretStr | None = Field(
+        None,
+        description="Bearer token lakeFS sends to /hooks/lakefs (the action's `headers: {Authorization: "
+        "'Bearer {{ ENV.LAKEFSACTION_LOCKGATE_TOKEN }}'}`), compared in constant time. Never logged.",
+    )
     lakefs_secret: SecretStr | None = Field(
         None,
-        description="Secret /hooks/lakefs requests must be signed with; unset: lakeFS webhooks are "
-        "accepted unsigned (lakeFS cannot sign), so keep the relay on a private network.",
+        description="HMAC secret /hooks/lakefs requests may be signed with instead (a signing proxy in "
+        "front of lakeFS), in the X-Lockgate-* scheme.",
+    )
+    insecure_lakefs: bool = Field(
+        False,
+        description="Accept unauthenticated /hooks/lakefs requests (no token, no signature). Only for a "
+        "relay no one but lakeFS can reach; the relay warns at start. Without it, and with no token or "
+        "secret set, /hooks/lakefs answers 401.",
+    )
+    state_dir: Path = Field(
+        Path.home() / ".lockgate" / "relay",
+        description="Where the relay keeps the nonces of the replay window (SQLite, owner-only), so a "
+        "captured request cannot be replayed after a restart.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose X-Forwarded-For is believed (rate limits per "
+        "client); empty: the socket's peer address is the client, whatever headers say.",
+    )
+    event_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="How long handing an event to Prefect's API may take (503 beyond)."
     )
     replay_window_s: int = Field(
         300,
@@ -65,3 +91,22 @@ class RelaySettings(BaseSettings):
     @classmethod
     def _refuse_weak_lakefs_secret(cls, value: SecretStr | None) -> SecretStr | None:
         return check_secret(value, "LOCKGATE_WEBHOOK_LAKEFS_SECRET", min_length=MIN_SECRET_LENGTH)
+
+    @field_validator("lakefs_token")
+    @classmethod
+    def _refuse_weak_lakefs_token(cls, value: SecretStr | None) -> SecretStr | None:
+        return check_secret(value, "LOCKGATE_WEBHOOK_LAKEFS_TOKEN", min_length=MIN_SECRET_LENGTH)
+
+    @model_validator(mode="after")
+    def _insecure_only_alone(self) -> RelaySettings:
+        if self.insecure_lakefs and (self.lakefs_token or self.lakefs_secret):
+            raise ValueError(
+                "insecure_lakefs accepts unauthenticated lakeFS webhooks; it makes no sense with "
+                "LOCKGATE_WEBHOOK_LAKEFS_TOKEN or _LAKEFS_SECRET set: unset one of them"
+            )
+        return self
+
+    @property
+    def lakefs_authenticated(self) -> bool:
+        """Whether /hooks/lakefs requires a token or a signature."""
+        return not self.insecure_lakefs

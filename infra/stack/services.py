@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 import socket
 import urllib.request
@@ -102,6 +104,11 @@ class ServiceSpec:
     grace_s: float = 10.0
 
 
+def lakefs_action_token(webhook_secret: str) -> str:
+    """The token the stack's lakeFS actions send the relay, derived from its webhook secret."""
+    return hmac.new(webhook_secret.encode(), b"lockgate lakeFS action token", hashlib.sha256).hexdigest()
+
+
 def stack_environment(
     config: StackConfig, *, lakefs_credentials: tuple[str, str], webhook_secret: str, ray_token_path: Path
 ) -> dict:
@@ -125,6 +132,11 @@ def stack_environment(
         "LOCKGATE_SERVING_PORT": str(ports.serving),
         "LOCKGATE_SERVING_URL": f"http://{host}:{ports.serving}",
         "LOCKGATE_WEBHOOK_SECRET": webhook_secret,
+        # lakeFS actions authenticate to the relay with a token lakeFS reads from its environment
+        # (`headers: {Authorization: "Bearer {{ ENV.LAKEFSACTION_LOCKGATE_TOKEN }}"}`).
+        "LOCKGATE_WEBHOOK_LAKEFS_TOKEN": lakefs_action_token(webhook_secret),
+        "LAKEFSACTION_LOCKGATE_TOKEN": lakefs_action_token(webhook_secret),
+        "LOCKGATE_WEBHOOK_STATE_DIR": str(config.stack_dir / "relay"),
         # The monitor reads serving SLOs from Ray's Prometheus export (one node here).
         "LOCKGATE_AUTOMATION_MONITOR_METRICS_URLS": json.dumps(
             [f"http://{host}:{ports.ray_metrics}/metrics"]

@@ -82,7 +82,7 @@ def test_a_drift_event_starts_retrain_with_its_evidence(environment) -> None:
     assert len(wait_for_runs(deployment_id, timeout=0)) == 1
 
 
-def test_a_signed_external_webhook_starts_retrain(environment) -> None:
+def test_a_signed_external_webhook_starts_retrain(environment, tmp_path) -> None:
     from infra.settings import RelaySettings
     from serving.webhook_relay import create_app, sign
 
@@ -92,7 +92,7 @@ def test_a_signed_external_webhook_starts_retrain(environment) -> None:
     )
     secret = secrets.token_hex(16)
     body = json.dumps({"reason": "quarterly audit"}).encode()
-    app = create_app(RelaySettings(secret=secret))
+    app = create_app(RelaySettings(secret=secret, state_dir=tmp_path / "relay"))
 
     unsigned = RelayClient(app).post("/hooks/events/retrain", content=body, headers=JSON)
     assert unsigned.status_code == 401
@@ -100,7 +100,9 @@ def test_a_signed_external_webhook_starts_retrain(environment) -> None:
     assert wait_for_runs(deployment_id, timeout=0) == []
 
     response = RelayClient(app).post(
-        "/hooks/events/retrain", content=body, headers={**JSON, **sign(secret, body)}
+        "/hooks/events/retrain",
+        content=body,
+        headers={**JSON, **sign(secret, body, path="/hooks/events/retrain")},
     )
     assert response.status_code == 202, response.text
     (run,) = wait_for_runs(deployment_id)
@@ -108,7 +110,9 @@ def test_a_signed_external_webhook_starts_retrain(environment) -> None:
     assert run.parameters["parameters"]["reason"] == "external webhook: quarterly audit"
 
 
-def test_a_real_lakefs_merge_starts_retrain_through_the_relay(environment, repo, tmp_path) -> None:
+def test_a_real_lakefs_merge_starts_retrain_through_the_relay(
+    environment, repo, tmp_path, relay_token, lakefs_client
+) -> None:
     from infra.settings import RelaySettings
     from serving.webhook_relay import create_app
 
@@ -116,12 +120,16 @@ def test_a_real_lakefs_merge_starts_retrain_through_the_relay(environment, repo,
     deployment_id = apply_retrain(
         AutomationSettings(dataset="loans", model_name=model, data_repository=repo.id)
     )
-    app = create_app(RelaySettings(secret=secrets.token_hex(16)))
+    app = create_app(
+        RelaySettings(secret=secrets.token_hex(16), lakefs_token=relay_token, state_dir=tmp_path / "relay"),
+        lakefs_client_factory=lambda: lakefs_client,
+    )
     with serve_on_port(app, name="webhook-relay") as url:
         main = repo.branch("main")
         action = (
             "name: tell lockgate\non:\n  post-merge:\n    branches: [main]\nhooks:\n  - id: relay\n"
             f"    type: webhook\n    properties:\n      url: {url}/hooks/lakefs\n"
+            '      headers:\n        Authorization: "Bearer {{ ENV.LAKEFSACTION_LOCKGATE_TOKEN }}"\n'
         )
         main.object("_lakefs_actions/relay.yaml").upload(action, pre_sign=False)
         main.commit(message="install the relay action")

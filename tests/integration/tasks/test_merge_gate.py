@@ -228,16 +228,31 @@ def test_find_dataset_for_repository(loans):
 # -- the relay, called in-process -----------------------------------------------------------------
 
 
+# The session lakeFS server's action token and a private replay window, for every relay built here.
+RELAY: dict[str, Any] = {}
+
+
+@pytest.fixture(autouse=True)
+def _relay_auth(relay_token: str, tmp_path: Path) -> None:
+    RELAY.update(token=relay_token, state_dir=tmp_path / "relay")
+
+
 def call_relay(app: Any, body: Any) -> httpx.Response:
     async def call() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {RELAY['token']}"}
         async with httpx.AsyncClient(transport=transport, base_url="http://relay") as client:
             if isinstance(body, bytes):
-                headers = {"Content-Type": "application/json"}
+                headers["Content-Type"] = "application/json"
                 return await client.post("/hooks/lakefs", content=body, headers=headers)
-            return await client.post("/hooks/lakefs", json=body)
+            return await client.post("/hooks/lakefs", json=body, headers=headers)
 
     return anyio.run(call)
+
+
+def relay_settings(**settings: Any) -> RelaySettings:
+    values = {"lakefs_token": RELAY["token"], "state_dir": RELAY["state_dir"], **settings}
+    return RelaySettings(secret=secrets.token_hex(16), **values)
 
 
 def no_emit(**arguments: Any) -> None:
@@ -246,7 +261,7 @@ def no_emit(**arguments: Any) -> None:
 
 def gate_app(spec: DatasetSpec, client: lakefs.Client, **settings: Any) -> Any:
     return create_app(
-        RelaySettings(secret=secrets.token_hex(16), **settings),
+        relay_settings(**settings),
         emit=no_emit,
         lakefs_client_factory=lambda: client,
         datasets=lambda: {spec.name: spec},
@@ -294,7 +309,7 @@ def test_unprotected_branches_and_other_repositories_are_allowed_unchecked(loans
         raise AssertionError("lakeFS must not be read for a merge the gate does not check")
 
     app = create_app(
-        RelaySettings(secret=secrets.token_hex(16)),
+        relay_settings(),
         emit=no_emit,
         lakefs_client_factory=factory,
         datasets=lambda: {loans.name: loans},
@@ -311,7 +326,7 @@ def test_unprotected_branches_and_other_repositories_are_allowed_unchecked(loans
 
 def test_pre_merge_webhooks_must_be_signed_when_lakefs_secret_is_set(loans, lakefs_client):
     lakefs_secret = secrets.token_hex(16)
-    app = gate_app(loans, lakefs_client, lakefs_secret=lakefs_secret)
+    app = gate_app(loans, lakefs_client, lakefs_secret=lakefs_secret, lakefs_token=None)
     body = json.dumps(pre_merge(loans.repository, branch="staging")).encode()
 
     async def post(headers: dict[str, str]) -> httpx.Response:
@@ -322,7 +337,7 @@ def test_pre_merge_webhooks_must_be_signed_when_lakefs_secret_is_set(loans, lake
             )
 
     unsigned = anyio.run(post, {})
-    signed = anyio.run(post, sign(lakefs_secret, body))
+    signed = anyio.run(post, sign(lakefs_secret, body, path="/hooks/lakefs"))
 
     assert unsigned.status_code == 401, unsigned.text
     assert signed.status_code == 200 and signed.json()["passed"] is True, signed.text
@@ -409,6 +424,8 @@ def install_gate(spec: DatasetSpec, url: str, *, client: lakefs.Client) -> str:
             "    properties:",
             f"      url: {url}/hooks/lakefs",
             "      timeout: 60s",
+            "      headers:",
+            '        Authorization: "Bearer {{ ENV.LAKEFSACTION_LOCKGATE_TOKEN }}"',
             "",
         ]
     )
