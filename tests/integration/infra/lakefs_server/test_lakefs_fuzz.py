@@ -173,8 +173,15 @@ def test_no_request_gets_a_5xx_and_committed_bytes_never_change(fuzz_app, capsys
         path, methods = data.draw(st.sampled_from(routes))
         method = data.draw(st.sampled_from(methods))
 
+        # Deleting the repository is its owner's right, not an attack on its bytes: that one route
+        # is aimed at other names, so the property below always has an object to check.
+        deleting_repository = method == "DELETE" and path.endswith("/repositories/{repository}")
+
         def fill(match: re.Match[str]) -> str:
-            value = data.draw(st.sampled_from(["fuzz-repo", "main", commit_id]) | texts)
+            if deleting_repository:
+                value = data.draw(texts.filter(lambda text: text != "fuzz-repo"))
+            else:
+                value = data.draw(st.sampled_from(["fuzz-repo", "main", commit_id]) | texts)
             return urllib.parse.quote(value, safe="") or "x"
 
         url = re.sub(r"\{[^}]+\}", fill, path)
@@ -200,7 +207,5 @@ def test_no_request_gets_a_5xx_and_committed_bytes_never_change(fuzz_app, capsys
     read = _call(
         app, "GET", f"/api/v1/repositories/fuzz-repo/refs/{commit_id}/objects?path=kept.bin", headers=auth
     )
-    assert (
-        read.status_code == 200
-        and hashlib.sha256(read.content).digest() == hashlib.sha256(COMMITTED).digest()
-    )
+    assert read.status_code == 200, read.text
+    assert hashlib.sha256(read.content).digest() == hashlib.sha256(COMMITTED).digest()
