@@ -209,7 +209,7 @@ def check_merge(
                         ],
                     )
                 )
-            collector = RowCheckCollector()
+            collector = RowCheckCollector(key_columns=spec.key_columns)
             rows = _check_file(spec, source_commit, path, collector, add_keys=ledger.add, client=client)
             result.rows_checked += rows
             result.failures.extend(_failures_of(path, collector))
@@ -235,7 +235,7 @@ def _check_file(
                 chunk = batch.to_pandas()
                 chunk.index = pd.RangeIndex(rows, rows + len(chunk))  # examples name the row in the file
                 rows += len(chunk)
-                typed = coerce(spec, chunk, collector, file=path)
+                typed = coerce(spec, chunk, collector, file=path).typed
                 if typed is None:
                     continue
                 check_rows(spec, typed, collector, file=path)

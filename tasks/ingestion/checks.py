@@ -30,8 +30,9 @@ class CheckFailures:
 class RowCheckCollector:
     """Accumulates pandera failure cases over chunks: counts in full, a few examples per rule."""
 
-    def __init__(self, *, examples: int = EXAMPLES_PER_CHECK) -> None:
+    def __init__(self, *, examples: int = EXAMPLES_PER_CHECK, key_columns: tuple[str, ...] = ()) -> None:
         self.examples = examples
+        self.key_columns = key_columns
         self.checks: dict[tuple[str, str], CheckFailures] = {}
 
     def add(self, column: str, check: str, *, count: int, examples: list[dict[str, Any]]) -> None:
@@ -42,9 +43,9 @@ class RowCheckCollector:
             entry.examples.extend(examples[:room])
 
     def add_schema_errors(
-        self, errors: pandera.errors.SchemaErrors, frame: pd.DataFrame, *, file: str
+        self, errors: pandera.errors.SchemaErrors | pd.DataFrame, frame: pd.DataFrame, *, file: str
     ) -> None:
-        cases = errors.failure_cases.copy()
+        cases = (errors.failure_cases if isinstance(errors, pandera.errors.SchemaErrors) else errors).copy()
         # A dataframe-level check fails whole rows; pandera lists every column of each failing row.
         row_level = (cases["schema_context"] == "DataFrameSchema") & cases["index"].notna()
         if row_level.any():
@@ -59,7 +60,11 @@ class RowCheckCollector:
                 if index is not None and not (isinstance(index, float) and np.isnan(index)):
                     example["row"] = int(index)
                     if index in frame.index:
-                        example["record"] = {k: _json_safe(v) for k, v in frame.loc[index].items()}
+                        record = {k: _json_safe(v) for k, v in frame.loc[index].items()}
+                        example["record"] = record
+                        key = {column: record[column] for column in self.key_columns if column in record}
+                        if key:
+                            example["key"] = key
                 examples.append(example)
             self.add(str(column), str(check), count=len(group), examples=examples)
 
@@ -104,15 +109,83 @@ class Reservoir:
         return self.sample.drop(columns="_reservoir_key").sort_index()
 
 
-def coerce(
-    spec: DatasetSpec, chunk: pd.DataFrame, collector: RowCheckCollector, *, file: str
-) -> pd.DataFrame | None:
-    """The chunk with the contract's column types, or None (failures recorded) when it cannot be coerced."""
+@dataclass(frozen=True)
+class Coerced:
+    """A chunk coerced to the contract's types: all of it (``complete``), or only the rows that could be
+    (failures recorded), so the other rules are still checked on those; ``typed`` is None when not even
+    that was possible (a column missing)."""
+
+    typed: pd.DataFrame | None
+    complete: bool
+
+
+def coerce(spec: DatasetSpec, chunk: pd.DataFrame, collector: RowCheckCollector, *, file: str) -> Coerced:
+    """Coerce ``chunk`` to the raw model's types; every row that cannot be is recorded with its row."""
     try:
-        return spec.raw_model.validate(chunk, lazy=True)
+        return Coerced(spec.raw_model.validate(chunk, lazy=True), True)
     except pandera.errors.SchemaErrors as errors:
-        collector.add_schema_errors(errors, chunk, file=file)
-        return None
+        cases = _coercion_cases(errors.failure_cases, spec, chunk)
+    collector.add_schema_errors(cases, chunk, file=file)
+    failing = cases["index"].dropna().unique()
+    rest = chunk.drop(index=[index for index in failing if index in chunk.index])
+    if len(rest) == len(chunk):
+        return Coerced(None, False)  # not a row-level problem (a missing column): nothing to check on
+    try:
+        return Coerced(spec.raw_model.validate(rest, lazy=True), False)
+    except pandera.errors.SchemaErrors:
+        return Coerced(None, False)
+
+
+def _coercion_cases(cases: pd.DataFrame, spec: DatasetSpec, chunk: pd.DataFrame) -> pd.DataFrame:
+    """pandera's failure cases, each bad value once and with its row.
+
+    pandera lists a value it cannot coerce twice (``coerce_dtype(...)`` and ``dtype(...)``), and a
+    column that fails as a whole (floats with a fraction into an integer column) with no row at all;
+    here the second listing goes and the rows of a whole-column failure are found value by value.
+    """
+    coerced_columns = set(cases.loc[cases["check"].astype(str).str.startswith("coerce_dtype("), "column"])
+    duplicate = cases["check"].astype(str).str.startswith("dtype(") & cases["column"].isin(coerced_columns)
+    cases = cases[~duplicate]
+    whole = cases["check"].astype(str).str.startswith("coerce_dtype(") & cases["index"].isna()
+    if not whole.any():
+        return cases
+    columns = spec.raw_model.to_schema().columns
+    found = []
+    for _, case in cases[whole].iterrows():
+        column = case["column"]
+        if column not in chunk.columns or column not in columns:
+            found.append(case.to_frame().T)
+            continue
+        bad = _uncoercible(chunk[column], columns[column].dtype)
+        found.append(
+            pd.DataFrame(
+                {
+                    "schema_context": case["schema_context"],
+                    "column": column,
+                    "check": case["check"],
+                    "check_number": case.get("check_number"),
+                    "failure_case": chunk.loc[bad, column].to_numpy(),
+                    "index": chunk.index[bad],
+                }
+            )
+        )
+    return pd.concat([cases[~whole], *found], ignore_index=True)
+
+
+def _uncoercible(values: pd.Series, dtype: Any) -> np.ndarray:
+    """Which non-null ``values`` cannot be coerced to the pandera ``dtype``, one value at a time."""
+    present = values.notna().to_numpy()
+    if pd.api.types.is_integer_dtype(dtype.type):
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            return present & ~(np.isfinite(numbers) & (np.floor(numbers) == numbers))
+    bad = np.zeros(len(values), dtype=bool)
+    for position in np.flatnonzero(present):
+        try:
+            dtype.coerce(values.iloc[position : position + 1])
+        except Exception:  # any refusal of the value is what is being found
+            bad[position] = True
+    return bad
 
 
 def check_rows(spec: DatasetSpec, typed: pd.DataFrame, collector: RowCheckCollector, *, file: str) -> None:
@@ -167,6 +240,13 @@ class KeyLedger:
             if len(part):
                 with open(self.directory / f"keys-{bucket:02d}.bin", "ab") as handle:
                     part.tofile(handle)
+
+    def bucket(self, bucket: int) -> np.ndarray:
+        """The distinct keys of one hash bucket, sorted (empty when no key fell into it)."""
+        path = self.directory / f"keys-{bucket:02d}.bin"
+        if not path.exists():
+            return np.empty(0, dtype=np.int64)
+        return _sorted_unique(np.fromfile(path, dtype=np.int64))
 
     def repeated(self) -> tuple[int, list[int]]:
         """How many keys occur in more than one chunk, and a few of them."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from infra.errors import ContractViolationError, IngestionError
+from infra.errors import ContractViolationError, IngestionError, MergeConflictError
 from infra.settings import dataset_from_settings
 from tasks import events, publishing, versioning
 from tasks.datasets import DatasetSpec, check_dataset_name, get_dataset
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     import lakefs
 
 logger = logging.getLogger(__name__)
+
+# A merge can conflict only on the key index, when another batch of the dataset merged meanwhile.
+MERGE_ATTEMPTS = 3
 
 
 class IngestParameters(BaseModel):
@@ -105,6 +108,72 @@ def run_ingest(
     """
     spec = spec or get_dataset(parameters.dataset)
     versioning.ensure_default_repository(spec.repository, client=client)
+    for attempt in range(1, MERGE_ATTEMPTS + 1):
+        checked = _stage_and_check(
+            parameters,
+            spec,
+            client=client,
+            s3_client=s3_client,
+            publish=publish,
+            flow_run_id=flow_run_id,
+            progress=progress,
+            log=log,
+        )
+        if isinstance(checked, IngestResult):
+            return checked
+        report = checked
+        try:
+            merge_commit = merge_batch(report, client=client)
+            break
+        except MergeConflictError:
+            # Another batch of this dataset reached main since this one was checked: its key index
+            # (and so the keys this batch was checked against) moved. Check again on the new main.
+            if attempt == MERGE_ATTEMPTS:
+                raise
+            log.info(
+                "another ingest of %s reached main while this batch was checked; checking it again "
+                "(attempt %d of %d)",
+                spec.name,
+                attempt + 1,
+                MERGE_ATTEMPTS,
+            )
+            versioning.delete_branch(spec.repository, report.branch, client=client)
+    publish.event(
+        events.Event(
+            events.DATASET_MERGED,
+            {
+                # The resource is the ingest branch (as ever); its labels say the data is now on main.
+                **events.dataset_resource(report.repository, report.branch, dataset=report.dataset),
+                "lakefs.branch": "main",
+                "lakefs.commit": merge_commit,
+                "lakefs.source_branch": report.branch,
+            },
+            _payload(report),
+        )
+    )
+    log.info("merged %s rows of %s into main at %s", report.rows, spec.name, merge_commit)
+    return IngestResult(
+        status="merged",
+        repository=report.repository,
+        commit=merge_commit,
+        rows=report.rows,
+        report=report.report_path,
+        run_id=report.run_id,
+    )
+
+
+def _stage_and_check(
+    parameters: IngestParameters,
+    spec: DatasetSpec,
+    *,
+    client: lakefs.Client,
+    s3_client: Any | None,
+    publish: Publisher,
+    flow_run_id: str | None,
+    progress: Progress | None,
+    log: logging.Logger | logging.LoggerAdapter,
+) -> IngestResult | IngestReport:
+    """One attempt up to the merge: ``unchanged``, a passed report to merge, or a rejection raised."""
     run_id = new_run_id()
     try:
         sources = resolve_sources(parameters.source, s3_client=s3_client)
@@ -156,29 +225,7 @@ def run_ingest(
             )
         )
         raise ContractViolationError(rejection_message(report), report=report)
-    merge_commit = merge_batch(report, client=client)
-    publish.event(
-        events.Event(
-            events.DATASET_MERGED,
-            {
-                # The resource is the ingest branch (as ever); its labels say the data is now on main.
-                **events.dataset_resource(report.repository, report.branch, dataset=report.dataset),
-                "lakefs.branch": "main",
-                "lakefs.commit": merge_commit,
-                "lakefs.source_branch": report.branch,
-            },
-            _payload(report),
-        )
-    )
-    log.info("merged %s rows of %s into main at %s", report.rows, spec.name, merge_commit)
-    return IngestResult(
-        status="merged",
-        repository=report.repository,
-        commit=merge_commit,
-        rows=report.rows,
-        report=report.report_path,
-        run_id=report.run_id,
-    )
+    return report
 
 
 def _payload(report: IngestReport) -> dict[str, Any]:
@@ -227,7 +274,7 @@ def ingest_artifacts(report: IngestReport) -> list[publishing.Artifact]:
     ] + [
         {
             "column": result.get("column", "(table)"),
-            "rule": result.get("type"),
+            "rule": result.get("expectation"),
             "failures": result.get("unexpected_count"),
             "example row": None,
             "example value": str(result.get("observed_value")),

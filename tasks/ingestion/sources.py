@@ -7,6 +7,7 @@ import contextlib
 import fnmatch
 import glob
 import hashlib
+import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -70,17 +71,46 @@ def resolve_sources(source: str, *, s3_client=None) -> list[SourceFile]:
     if source.startswith("s3://"):
         return _resolve_s3(source, s3_client=s3_client)
     path = Path(source)
-    if any(ch in source for ch in "*?["):
-        matches = [Path(p) for p in sorted(glob.glob(source, recursive=True)) if Path(p).is_file()]
-    elif path.is_dir():
-        matches = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIX_FORMATS)
-    elif path.is_file():
+    # A path that exists is taken literally, so a file named "loans[2026].csv" is that file, not a glob.
+    if path.is_file():
         matches = [path]
+    elif path.is_dir():
+        matches = sorted(p for p in _walk(path) if p.suffix.lower() in SUFFIX_FORMATS)
+    elif any(ch in source for ch in "*?["):
+        matches = [Path(p) for p in sorted(glob.glob(source, recursive=True)) if Path(p).is_file()]
     else:
         raise SourceNotFoundError(f"source {source!r} does not exist (no such file or directory)")
+    matches = _distinct_files(matches)
     if not matches:
         raise SourceNotFoundError(f"source {source!r} matches no {'/'.join(sorted(SUFFIX_FORMATS))} file")
     return [SourceFile(str(p), _format_of(p.name), p.stat().st_size, file_sha256(p)) for p in matches]
+
+
+def _walk(root: Path) -> list[Path]:
+    """Files under ``root``, following symbolic links but entering each real directory once (a link
+    back up the tree is a loop, not more data)."""
+    seen: set[str] = set()
+    files: list[Path] = []
+    for directory, subdirectories, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:
+            subdirectories[:] = []
+            continue
+        seen.add(real)
+        subdirectories.sort()
+        files.extend(Path(directory) / name for name in sorted(names))
+    return [path for path in files if path.is_file()]
+
+
+def _distinct_files(paths: list[Path]) -> list[Path]:
+    """``paths`` with each file once, in order: of several names of one file (symbolic or hard links),
+    the first that is not a symbolic link is kept."""
+    chosen: dict[tuple[int, int], Path] = {}
+    for path in sorted(paths, key=Path.is_symlink):  # stable: real names first, else in order
+        status = path.stat()
+        chosen.setdefault((status.st_dev, status.st_ino), path)
+    kept = set(chosen.values())
+    return [path for path in paths if path in kept]
 
 
 def _resolve_s3(source: str, *, s3_client) -> list[SourceFile]:
@@ -96,6 +126,9 @@ def _resolve_s3(source: str, *, s3_client) -> list[SourceFile]:
     try:
         pages = s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         objects = [item for page in pages for item in page.get("Contents", [])]
+        if pattern is not None and any(item["Key"] == key for item in objects):
+            pattern = None  # an object of that very name is taken literally, as a local file is
+            objects = [item for item in objects if item["Key"] == key]
     except NoCredentialsError as error:
         raise SourceAccessError(f"cannot read {source!r}: no S3 credentials configured") from error
     except ClientError as error:
@@ -159,9 +192,25 @@ def read_chunks(
         yield from _read_jsonl(path, chunk_rows=chunk_rows, name=name)
 
 
+def _refuse_repeated_columns(columns: list[str], *, name: str) -> None:
+    """A file whose header names a column twice cannot be read unambiguously: say which, and where."""
+    positions: dict[str, list[int]] = {}
+    for number, column in enumerate(columns, start=1):
+        positions.setdefault(column.strip().strip('"'), []).append(number)
+    repeated = {column: numbers for column, numbers in positions.items() if len(numbers) > 1}
+    if repeated:
+        listed = "; ".join(
+            f"{column!r} (columns {', '.join(map(str, numbers))})" for column, numbers in repeated.items()
+        )
+        raise SourceFormatError(
+            f"{name}: the same column name appears more than once: {listed}; rename or drop the copies"
+        )
+
+
 def _read_parquet(path: Path, *, chunk_rows: int, name: str) -> Iterator[pd.DataFrame]:
     try:
         parquet = pq.ParquetFile(path)
+        _refuse_repeated_columns(parquet.schema_arrow.names, name=name)
         for batch in parquet.iter_batches(batch_size=chunk_rows):
             yield batch.to_pandas()
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as error:
@@ -180,6 +229,7 @@ def _read_csv(path: Path, *, chunk_rows: int, name: str) -> Iterator[pd.DataFram
             f"{name}: not UTF-8 text (byte {header[error.start]:#04x} at offset {error.start} "
             "of the header); save the file as UTF-8"
         ) from error
+    _refuse_repeated_columns(columns, name=name)
     if len(columns) == 1:
         for delimiter, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
             if delimiter in columns[0]:

@@ -39,6 +39,7 @@ from tasks.ingestion.checks import (
     coerce,
     unique_keys,
 )
+from tasks.ingestion.key_index import REPEATED_ACROSS_BATCHES, check_against_main
 from tasks.ingestion.sources import SourceFile, batch_fingerprint, local_copy, read_chunks
 
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ def _fill_branch(
         sources=[asdict(source) for source in sources],
     )
     report.data_prefix = f"{DATA_PREFIX}batch-{fingerprint[:20]}/"
-    collector = RowCheckCollector()
+    collector = RowCheckCollector(key_columns=spec.key_columns)
     reservoir = Reservoir(GX_SAMPLE_ROWS)
     coercible = True
     schema = None
@@ -192,12 +193,15 @@ def _fill_branch(
                 for chunk in read_chunks(path, source.format, chunk_rows=chunk_rows, name=source.uri):
                     chunk.index = pd.RangeIndex(report.rows, report.rows + len(chunk))
                     report.rows += len(chunk)
-                    typed = coerce(spec, chunk, collector, file=source.uri)
-                    if typed is None:
-                        coercible = False
-                    if coercible and typed is not None:
+                    coerced = coerce(spec, chunk, collector, file=source.uri)
+                    coercible &= coerced.complete
+                    typed = coerced.typed
+                    if typed is not None:
+                        # Rows that could be typed are checked even after a failure elsewhere, so one
+                        # bad column does not hide what is wrong with the others.
                         check_rows(spec, typed, collector, file=source.uri)
                         ledger.add(unique_keys(typed, spec.key_columns))
+                    if coercible and typed is not None:
                         reservoir.add(typed)
                         table = pa.Table.from_pandas(typed, preserve_index=False)
                         if writer is None:
@@ -213,8 +217,27 @@ def _fill_branch(
             if writer is not None:
                 writer.close()
                 parts.append((part, f"{report.data_prefix}part-{number:05d}.parquet"))
-        if coercible:
-            check_keys_across_chunks(spec, ledger, collector)
+        check_keys_across_chunks(spec, ledger, collector)
+        index_files: list[tuple[Path, str]] = []
+        if coercible and parts:
+            if progress:
+                progress("keys", report.rows)
+            keys = check_against_main(
+                spec,
+                ledger,
+                batch_folder=report.data_prefix,
+                branch=branch,
+                client=client,
+                workdir=Path(tmp) / "index",
+            )
+            if keys.repeated:
+                collector.add(
+                    ",".join(spec.key_columns),
+                    REPEATED_ACROSS_BATCHES,
+                    count=keys.repeated,
+                    examples=keys.examples,
+                )
+            index_files = keys.files
         report.row_checks = collector.summary()
         if schema is not None:
             report.schema_fingerprint = schema_fingerprint(schema)
@@ -228,6 +251,18 @@ def _fill_branch(
                     path=remote,
                     client=client,
                     content_type=PARQUET_CONTENT_TYPE,
+                )
+            # The grown key index goes in the data's own commit: it reaches main with them or not at all.
+            for local, remote in index_files:
+                versioning.upload_file(
+                    local,
+                    repository=spec.repository,
+                    branch=branch,
+                    path=remote,
+                    client=client,
+                    content_type="application/json"
+                    if remote.endswith(".json")
+                    else "application/octet-stream",
                 )
             report.data_commit = versioning.commit_changes(
                 spec.repository,
@@ -340,12 +375,20 @@ def rejection_message(report: IngestReport) -> str:
     ]
     for check in report.row_checks[:5]:
         example = check.examples[0] if check.examples else {}
+        key = ", ".join(f"{column}={value!r}" for column, value in example.get("key", {}).items())
         where = f" e.g. row {example['row']}" if "row" in example else ""
+        if key:
+            where += f" ({key})" if where else f" e.g. {key}"
         value = f" value {example.get('value')!r}" if "value" in example else ""
         lines.append(
             f"- column {check.column!r} rule {check.check!r}: {check.count} failure(s){where}{value}"
         )
     for result in report.expectations.get("results", []):
         if not result.get("success"):
-            lines.append(f"- expectation {result.get('type')} on {result.get('column', 'table')}: failed")
+            observed = result.get("observed_value")
+            seen = f" (observed {observed!r})" if observed is not None else ""
+            lines.append(
+                f"- expectation {result.get('expectation')} on {result.get('column') or 'the table'}: "
+                f"failed{seen}"
+            )
     return "\n".join(lines)

@@ -339,6 +339,24 @@ def list_objects(
         raise missing_error(repository, client=client, refs=[ref]) from error
 
 
+def list_folders(repository: str, *, ref: str, client: lakefs.Client, prefix: str = "") -> list[str]:
+    """The folders (common prefixes, each ending in ``/``) directly under ``prefix`` at ``ref``: one
+    listing of names, not of every object below them.
+
+    Raises:
+        RefNotFoundError: ``ref`` does not resolve.
+        RepositoryNotFoundError: the repository does not exist.
+    """
+    try:
+        with lakefs_call(client):
+            listed = lakefs.Reference(repository, ref, client=client).objects(
+                prefix=prefix or None, delimiter="/"
+            )
+            return [item.path for item in listed if item.path.endswith("/")]
+    except NotFoundException as error:
+        raise missing_error(repository, client=client, refs=[ref]) from error
+
+
 def delete_objects(repository: str, *, branch: str, paths: list[str], client: lakefs.Client) -> int:
     """Stage the removal of ``paths`` on ``branch`` (at most 1,000 per request); return how many.
 
