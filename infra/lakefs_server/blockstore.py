@@ -3,14 +3,18 @@
 Objects are written once under a fresh physical address and never modified. A write goes to a
 temporary file first and becomes visible under its address only when complete, so a crash or a
 dropped connection mid-upload leaves no partial object behind. Publication never replaces a block:
-the local store links the finished file into place (``link(2)`` fails when the name exists), the S3
-store writes with ``If-None-Match: *``. Of two uploads racing to one address (a presigned PUT URL
+the local store moves the finished file into place with ``renameat2(RENAME_NOREPLACE)`` (or links it,
+``link(2)``, where that call is missing; both fail when the name exists), the S3 store writes with
+``If-None-Match: *``. Of two uploads racing to one address (a presigned PUT URL
 used twice) the first to finish wins and the other is refused, so bytes already linked and committed
 cannot change underneath their checksum.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
 import hashlib
 import os
 import shutil
@@ -33,6 +37,45 @@ class AlreadyWritten(Forbidden):
 
     def __init__(self, address: str) -> None:
         super().__init__(f"physical address {address!r} is already written; ask for a new one")
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+def _renameat2():
+    """glibc's ``renameat2`` (Linux 3.15+, glibc 2.28+), or None where it is missing."""
+    try:
+        function = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).renameat2
+    except (OSError, AttributeError, TypeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_RENAMEAT2 = _renameat2()
+
+
+def move_no_clobber(source: Path, target: Path) -> bool:
+    """Move ``source`` to ``target`` atomically unless ``target`` exists; False (nothing moved) if it does.
+
+    One ``rename`` that refuses to replace where the system has it; else a hard link, which also fails
+    on an existing name (the caller removes ``source`` either way).
+    """
+    if _RENAMEAT2 is not None:
+        if _RENAMEAT2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
+            return True
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            return False
+        if code not in (errno.ENOSYS, errno.EINVAL, errno.EPERM, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), str(target))
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        return False
+    return True
 
 
 class BlockWriter:
@@ -119,10 +162,8 @@ class LocalBlockStore:
 
         def publish(tmp_path: Path) -> None:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            try:
-                os.link(tmp_path, target)  # atomic, and fails when the name exists: never a clobber
-            except FileExistsError:
-                raise AlreadyWritten(address) from None
+            if not move_no_clobber(tmp_path, target):  # atomic, and never a clobber
+                raise AlreadyWritten(address)
 
         return BlockWriter(self.tmp_dir, publish)
 

@@ -68,6 +68,9 @@ class EmbeddedLakeFS:
     def log_path(self) -> Path:
         return self.data_dir / "server.log"
 
+    # The server's command line (a benchmark's subclass may run a variant of it).
+    server_command: tuple[str, ...] = (sys.executable, "-m", "infra.lakefs_server")
+
     @property
     def process(self) -> subprocess.Popen[bytes] | None:
         """The server process, once started."""
@@ -91,7 +94,7 @@ class EmbeddedLakeFS:
         )
         self._managed = ManagedProcess(
             "embedded lakeFS server",
-            [sys.executable, "-m", "infra.lakefs_server"],
+            list(self.server_command),
             log_path=self.log_path,
             env=env,
         ).start()

@@ -89,29 +89,104 @@ MALFORMED = (
 )
 
 
-def _protocol():
-    """uvicorn's HTTP protocol, answering a request it cannot parse as lakeFS does: a JSON error body.
+def _protocol(*, max_header_bytes: int, header_timeout_s: float):
+    """uvicorn's HTTP protocol, answering a request it cannot parse as lakeFS does: a JSON error body;
+    and bounding what an unauthenticated client can make it hold: a request head longer than
+    ``max_header_bytes`` is answered 431, one not complete ``header_timeout_s`` after the connection or
+    the request began is answered 408, and the connection is closed either way.
 
     A body longer than its declared ``Content-Length`` shows up here (the extra bytes do not parse as
     a next request); the upload it belonged to is dropped unpublished, never stored half-written.
     """
+    import asyncio
+
     from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+    def answer(status: int, message: str) -> bytes:
+        body = json.dumps({"message": message}).encode()
+        return b"".join(
+            [
+                STATUS_LINE[status],
+                b"content-type: application/json\r\n",
+                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n\r\n",
+                body,
+            ]
+        )
+
+    class HeadTooLarge(Exception):
+        pass
+
     class LakeFSHttpProtocol(HttpToolsProtocol):
-        def send_400_response(self, msg: str) -> None:
-            body = json.dumps({"message": MALFORMED}).encode()
-            head = [STATUS_LINE[400]]
-            for name, value in self.server_state.default_headers:
-                head.extend([name, b": ", value, b"\r\n"])
-            head.extend(
-                [
-                    b"content-type: application/json\r\n",
-                    b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
-                    b"connection: close\r\n\r\n",
-                    body,
-                ]
+        head_bytes = 0
+        head_too_large = False
+        head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._start_head_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_head_timer()
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self.head_bytes = 0
+            if self.head_timer is None:
+                self._start_head_timer()
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value) + 4)
+            super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            self._stop_head_timer()
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._start_head_timer()  # the next request on a kept-alive connection has its own
+
+        def _count(self, size: int) -> None:
+            self.head_bytes += size
+            if self.head_bytes > max_header_bytes:
+                self.head_too_large = True
+                raise HeadTooLarge  # the parser turns this into an error; send_400_response answers
+
+        def _start_head_timer(self) -> None:
+            self._stop_head_timer()
+            self.head_timer = asyncio.get_running_loop().call_later(header_timeout_s, self._head_timed_out)
+
+        def _stop_head_timer(self) -> None:
+            if self.head_timer is not None:
+                self.head_timer.cancel()
+                self.head_timer = None
+
+        def _head_timed_out(self) -> None:
+            self.head_timer = None
+            if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
+                return  # a request is being served: its body and response are not the head's business
+            self.transport.write(
+                answer(408, f"the request head was not complete within {header_timeout_s:g} s; send it again")
             )
-            self.transport.write(b"".join(head))
+            self.transport.close()
+
+        def send_400_response(self, msg: str) -> None:
+            self._stop_head_timer()
+            if self.head_too_large:
+                message = (
+                    f"request head larger than {max_header_bytes} bytes (request line and headers); "
+                    "nothing was read, send fewer or shorter headers"
+                )
+                self.transport.write(answer(431, message))
+            else:
+                self.transport.write(answer(400, MALFORMED))
             self.transport.close()
 
     return LakeFSHttpProtocol
@@ -137,5 +212,7 @@ def run_server(settings: EmbeddedLakeFSSettings) -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=10,
-        http=_protocol(),
+        http=_protocol(
+            max_header_bytes=settings.max_header_bytes, header_timeout_s=settings.header_timeout_seconds
+        ),
     )

@@ -58,6 +58,20 @@ class EmbeddedLakeFSSettings(BaseSettings):
         le=60,
         description="Pause between GC batches, so writers waiting on the metadata get through.",
     )
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=4096,
+        le=1 << 20,
+        description="Largest request head (request line and headers) read before authentication; a longer "
+        "one is answered 431 and the connection closed (lakeFS's own server allows 1 MiB).",
+    )
+    header_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="Time a client has to send a complete request head once it connects or starts a "
+        "request; slower ones are answered 408 and disconnected.",
+    )
     public_url: str | None = Field(
         None, description="Base URL clients reach the server at, used in presigned URLs; derived when unset."
     )

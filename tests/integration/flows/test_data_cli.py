@@ -19,6 +19,7 @@ from flows.cli import app
 from tasks.datasets import get_dataset
 from tasks.generate import GeneratorConfig, write_batch
 from tasks.ingestion import IngestParameters, IngestResult, run_ingest
+from tasks.ingestion.key_index import KEYS_PREFIX
 from tasks.publishing import RecordingPublisher
 
 pytestmark = pytest.mark.integration
@@ -120,7 +121,10 @@ def test_diff_names_what_was_added_removed_and_changed(cli, ingested, lakefs_cli
     prefix = data_prefix(ingested, lakefs_client)
     merged = as_json(cli("data", "diff", "loans", f"{ingested.commit}~1", ingested.commit, "--json"))
     added = {change["path"] for change in merged["changes"] if change["type"] == "added"}
-    assert merged["counts"] == {"added": len(merged["changes"])}
+    # The merge adds the batch and its report; what it changes is only the dataset's key index.
+    changed = {change["path"] for change in merged["changes"] if change["type"] == "changed"}
+    assert merged["counts"] == {"added": len(added), **({"changed": len(changed)} if changed else {})}
+    assert all(path.startswith(KEYS_PREFIX) for path in changed), changed
     assert any(path.startswith(prefix) for path in added)
     assert any(path.endswith("contract_report.json") for path in added)
 

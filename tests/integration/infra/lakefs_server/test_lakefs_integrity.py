@@ -13,6 +13,7 @@ import hashlib
 import json
 import socket
 import stat
+import time
 from urllib.parse import urlparse
 
 import lakefs_sdk
@@ -167,6 +168,69 @@ def test_json_bodies_have_a_size_limit(repo, lakefs_server, http, auth_headers):
     )
     assert response.status == 413, response.status
     assert "larger than" in json.loads(response.data)["message"]
+
+
+def _raw_exchange(
+    endpoint: str, chunks: list[bytes], *, pause_s: float = 0.0, timeout_s: float = 10
+) -> bytes:
+    """Send ``chunks`` on one raw connection (``pause_s`` apart) and return what the server answered."""
+    address = urlparse(endpoint)
+    with socket.create_connection((address.hostname, address.port), timeout=timeout_s) as connection:
+        try:
+            for chunk in chunks:
+                connection.sendall(chunk)
+                time.sleep(pause_s)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may close as soon as it has answered
+        answer = b""
+        while True:
+            try:
+                data = connection.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not data:
+                break
+            answer += data
+    return answer
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        [b"X-Junk: " + b"a" * (70 * 1024) + b"\r\n"],
+        [b"X-Junk-%d: %s\r\n" % (number, b"b" * 40) for number in range(2_000)],
+        [b"X-Cookie: c\r\n"] * 20_000,
+    ],
+    ids=["one-long-header", "many-headers", "repeated-headers"],
+)
+def test_an_oversized_request_head_is_431_before_authentication(lakefs_server, head):
+    request = [b"GET /api/v1/repositories HTTP/1.1\r\nHost: lakefs\r\n", *head, b"\r\n"]
+    answer = _raw_exchange(lakefs_server.endpoint.removesuffix("/api/v1"), [b"".join(request)])
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b"request head larger than" in answer
+    # The server is fine afterwards.
+    assert urllib3.request("GET", f"{lakefs_server.endpoint}/healthcheck").status == 204
+
+
+def test_a_request_head_sent_too_slowly_is_408(tmp_path):
+    from infra.lakefs_server.launcher import EmbeddedLakeFS
+
+    with EmbeddedLakeFS(
+        tmp_path / "lakefs", env={"LOCKGATE_EMBEDDED_LAKEFS_HEADER_TIMEOUT_SECONDS": "1"}
+    ) as server:
+        base = server.endpoint.removesuffix("/api/v1")
+        # A slowloris: a byte of head every half second, never the end of it.
+        started = time.monotonic()
+        answer = _raw_exchange(base, [b"GET /api/v1/healthcheck HTTP/1.1\r\n"] + [b"X"] * 8, pause_s=0.5)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert time.monotonic() - started < 8
+        # Connecting and saying nothing is cut off the same way.
+        assert _raw_exchange(base, [], timeout_s=10).startswith(b"HTTP/1.1 408 ")
+        # A head sent in time is served, however long the connection then takes.
+        answer = _raw_exchange(
+            base, [b"GET /api/v1/healthcheck HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n"]
+        )
+        assert answer.startswith(b"HTTP/1.1 204 "), answer[:200]
 
 
 # -- 9. malformed input is a 4xx with a message, never a 500 -------------------------------------------
