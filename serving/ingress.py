@@ -352,6 +352,9 @@ class Ingress:
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             self.metrics.rejected.inc(tags={"reason": "malformed_json"})
             return [], _error(400, f"malformed JSON: {error}", request_id)
+        except RecursionError:
+            self.metrics.rejected.inc(tags={"reason": "malformed_json"})
+            return [], _error(400, "malformed JSON: nested too deeply; send flat records", request_id)
         if isinstance(payload, dict) and set(payload) == {"records"}:
             payload = payload["records"]
         records = [payload] if isinstance(payload, dict) else payload

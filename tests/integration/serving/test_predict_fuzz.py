@@ -40,16 +40,17 @@ values = st.recursive(
 
 @st.composite
 def records(draw) -> dict:
-    """A valid record, then some fields broken, dropped or added."""
+    """A valid record (about half the time), else one with fields broken, dropped or added."""
     record = dict(draw(st.sampled_from(loan_records(20, seed=9))))
-    for field in draw(st.lists(st.sampled_from(FIELDS), max_size=3, unique=True)):
-        action = draw(st.sampled_from(["break", "drop"]))
-        if action == "drop":
+    if draw(st.booleans()):
+        return record
+    for field in draw(st.lists(st.sampled_from(FIELDS), min_size=1, max_size=3, unique=True)):
+        if draw(st.booleans()):
             record.pop(field, None)
         else:
             record[field] = draw(values)
-    for name, value in draw(st.dictionaries(st.text(max_size=10), values, max_size=2)).items():
-        record[name] = value
+    if draw(st.booleans()):
+        record[draw(st.text(max_size=10))] = draw(values)
     return record
 
 
@@ -62,7 +63,9 @@ payloads = (
 ).map(str.encode) | st.binary(max_size=200)
 content_types = st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded", ""])
 versions = st.none() | st.sampled_from(["v1", "v999", "", "../v1", "v1\n", "%00"]) | st.text(max_size=8)
-header_values = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60)
+header_values = st.text(
+    st.characters(min_codepoint=33, max_codepoint=126), max_size=60
+)  # no edge spaces (clients refuse them)
 
 
 def test_predict_never_5xx_and_answers_exactly_what_it_was_sent(serving, capsys):
