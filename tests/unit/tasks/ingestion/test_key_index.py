@@ -139,7 +139,9 @@ def test_a_removed_batch_frees_its_keys_the_update_policy(lakefs_client, spec, t
     versioning.create_branch(spec.repository, branch, source_ref="main", client=lakefs_client)
     parts = versioning.list_objects(spec.repository, ref=branch, prefix="data/", client=lakefs_client)
     versioning.delete_objects(spec.repository, branch=branch, paths=parts, client=lakefs_client)
-    versioning.commit_changes(spec.repository, branch, message="remove the batch", metadata={}, client=lakefs_client)
+    versioning.commit_changes(
+        spec.repository, branch, message="remove the batch", metadata={}, client=lakefs_client
+    )
     versioning.merge_branch(
         spec.repository, source_ref=branch, destination_branch="main", client=lakefs_client
     )
