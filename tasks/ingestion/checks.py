@@ -233,13 +233,18 @@ class KeyLedger:
         self.chunks += 1
         self.integer_keys &= keys.dtype.kind == "i"
         keys = keys.view(np.int64)
-        spread = (keys.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - self.BUCKET_BITS)
+        spread = self.bucket_of(keys)
         order = np.argsort(spread, kind="stable")
         bounds = np.searchsorted(spread[order], np.arange(1, 1 << self.BUCKET_BITS), side="left")
         for bucket, part in enumerate(np.split(keys[order], bounds)):
             if len(part):
                 with open(self.directory / f"keys-{bucket:02d}.bin", "ab") as handle:
                     part.tofile(handle)
+
+    @classmethod
+    def bucket_of(cls, keys: np.ndarray) -> np.ndarray:
+        """The hash bucket of each key (Fibonacci hashing of its 64 bits: even for sequential IDs)."""
+        return (keys.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - cls.BUCKET_BITS)
 
     def bucket(self, bucket: int) -> np.ndarray:
         """The distinct keys of one hash bucket, sorted (empty when no key fell into it)."""

@@ -219,6 +219,7 @@ def _fill_branch(
                 parts.append((part, f"{report.data_prefix}part-{number:05d}.parquet"))
         check_keys_across_chunks(spec, ledger, collector)
         index_files: list[tuple[Path, str]] = []
+        index_stale: list[str] = []
         if coercible and parts:
             if progress:
                 progress("keys", report.rows)
@@ -238,6 +239,7 @@ def _fill_branch(
                     examples=keys.examples,
                 )
             index_files = keys.files
+            index_stale = keys.stale
         report.row_checks = collector.summary()
         if schema is not None:
             report.schema_fingerprint = schema_fingerprint(schema)
@@ -264,6 +266,8 @@ def _fill_branch(
                     if remote.endswith(".json")
                     else "application/octet-stream",
                 )
+            if index_stale:  # the index changed layout: its objects of the old one go in this commit
+                versioning.delete_objects(spec.repository, branch=branch, paths=index_stale, client=client)
             report.data_commit = versioning.commit_changes(
                 spec.repository,
                 branch,

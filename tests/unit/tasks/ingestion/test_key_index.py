@@ -18,9 +18,9 @@ from infra.errors import ContractViolationError
 from tasks import versioning
 from tasks.datasets import get_dataset
 from tasks.generate import GeneratorConfig, generate_frame, write_batch
-from tasks.ingestion import IngestParameters, run_ingest
+from tasks.ingestion import IngestParameters, key_index, run_ingest
 from tasks.ingestion import run as ingest_run
-from tasks.ingestion.key_index import REPEATED_ACROSS_BATCHES, bucket_path, index_prefix
+from tasks.ingestion.key_index import REPEATED_ACROSS_BATCHES, bucket_path, index_prefix, one_file_path
 from tasks.publishing import RecordingPublisher
 
 ROWS = 2_000
@@ -39,6 +39,23 @@ def ingest(client, spec, source):
 
 def main_head(spec, client) -> str:
     return versioning.resolve_ref(spec.repository, "main", client=client)
+
+
+def read_json(spec, client, path: str):
+    return json.loads(versioning.read_object(spec.repository, ref="main", path=path, client=client))
+
+
+def index_keys(spec, client) -> np.ndarray:
+    """Every key of the index on main, whichever layout it has."""
+    manifest = read_json(spec, client, f"{index_prefix('loans')}index.json")
+    paths = (
+        [one_file_path("loans")] if manifest["buckets"] == 1 else [bucket_path("loans", b) for b in range(64)]
+    )
+    parts = [
+        np.load(io.BytesIO(versioning.read_object(spec.repository, ref="main", path=path, client=client)))
+        for path in paths
+    ]
+    return np.sort(np.concatenate(parts))
 
 
 def repeated(error: ContractViolationError):
@@ -87,16 +104,7 @@ def test_only_the_keys_main_already_has_are_counted(lakefs_client, spec, tmp_pat
     # A batch of new keys after it is merged, and the index grows by exactly its keys.
     write_batch(GeneratorConfig(rows=ROWS, seed=34, first_id=34_000_000), str(tmp_path / "c.parquet"))
     ingest(lakefs_client, spec, tmp_path / "c.parquet")
-    keys = [
-        np.load(
-            io.BytesIO(
-                versioning.read_object(
-                    spec.repository, ref="main", path=bucket_path("loans", b), client=lakefs_client
-                )
-            )
-        )
-        for b in range(64)
-    ]
+    keys = [index_keys(spec, lakefs_client)]
     everything = np.sort(np.concatenate(keys))
     expected = np.concatenate(
         [np.arange(32_000_000, 32_000_000 + ROWS), np.arange(34_000_000, 34_000_000 + ROWS)]
@@ -187,3 +195,31 @@ def test_two_batches_with_one_key_checked_at_once_cannot_both_reach_main(
         rival["application_id"].sort_values(ignore_index=True),
         check_dtype=False,
     )
+
+
+def test_a_large_index_is_split_into_buckets_and_still_finds_every_repeat(
+    lakefs_client, spec, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(key_index, "ONE_FILE_KEYS", 1_000)  # what a million keys do, at test size
+    write_batch(GeneratorConfig(rows=500, seed=42, first_id=42_000_000), str(tmp_path / "a.parquet"))
+    ingest(lakefs_client, spec, tmp_path / "a.parquet")
+    assert read_json(spec, lakefs_client, f"{index_prefix('loans')}index.json")["buckets"] == 1
+
+    write_batch(GeneratorConfig(rows=ROWS, seed=43, first_id=43_000_000), str(tmp_path / "b.parquet"))
+    ingest(lakefs_client, spec, tmp_path / "b.parquet")
+    manifest = read_json(spec, lakefs_client, f"{index_prefix('loans')}index.json")
+    assert manifest["buckets"] == 64 and manifest["keys"] == 500 + ROWS
+    listed = versioning.list_objects(
+        spec.repository, ref="main", prefix=index_prefix("loans"), client=lakefs_client
+    )
+    assert one_file_path("loans") not in listed  # the one-file layout went in the same commit
+    np.testing.assert_array_equal(
+        index_keys(spec, lakefs_client),
+        np.concatenate([np.arange(42_000_000, 42_000_500), np.arange(43_000_000, 43_000_000 + ROWS)]),
+    )
+
+    overlap = generate_frame(GeneratorConfig(rows=100, seed=44, first_id=42_000_497))  # 3 from a, rest new
+    overlap.to_parquet(tmp_path / "c.parquet")
+    with pytest.raises(ContractViolationError) as raised:
+        ingest(lakefs_client, spec, tmp_path / "c.parquet")
+    assert repeated(raised.value).count == 3
