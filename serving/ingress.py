@@ -159,7 +159,12 @@ def _contract(settings: ServingSettings, routes: list[dict], lakefs: LakeFSSetti
     return pydantic.TypeAdapter(list[request_type]), edges
 
 
-@serve.deployment(name=INGRESS_DEPLOYMENT, max_ongoing_requests=512, graceful_shutdown_timeout_s=30)
+@serve.deployment(
+    name=INGRESS_DEPLOYMENT,
+    max_ongoing_requests=512,
+    graceful_shutdown_timeout_s=30,
+    graceful_shutdown_wait_loop_s=0.2,  # see serving/model_server.py
+)
 @serve.ingress(api)
 class Ingress:
     """``POST /predict``, ``GET /health``, ``GET /models``; routes by the control actor's table."""

@@ -150,13 +150,16 @@ def stop_serving(settings: ServingSettings) -> None:
 
     apps = list(serve.status().applications)
     if settings.app_name in apps:
-        serve.delete(settings.app_name)
+        serve.delete(settings.app_name)  # first and to the end: no request reaches a model after it
     # This app's model versions only: another app may share the prefix (e.g. 'lockgate-canary').
     if settings.model_name:
         prefix = model_app_name(settings.app_name, settings.model_name, "")
-        for name in apps:
-            if name.startswith(prefix):
-                serve.delete(name)
+        versions = [name for name in apps if name.startswith(prefix)]
+        for name in versions:
+            serve.delete(name, _blocking=False)  # all versions drain at once, not one after another
+        deadline = time.monotonic() + 120
+        while set(versions) & set(serve.status().applications) and time.monotonic() < deadline:
+            time.sleep(0.1)
     _kill_control(settings.app_name)
 
 
