@@ -3,6 +3,7 @@
 =================================  ================================================================
 ``tasks.ingestion.sources``        resolve and fingerprint sources; read them in bounded chunks
 ``tasks.ingestion.checks``         row-level contract checks (shared with the pre-merge gate)
+``tasks.ingestion.key_index``      the key index on ``main``: keys unique across batches
 ``tasks.ingestion.staging``        the run's branch: stage, check expectations, report, merge
 ``tasks.ingestion.run``            ``run_ingest``: the stage, its events and artifacts
 =================================  ================================================================
