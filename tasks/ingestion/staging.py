@@ -245,26 +245,23 @@ def _fill_branch(
             report.schema_fingerprint = schema_fingerprint(schema)
         data_committed = False
         if coercible and parts:
-            for local, remote in parts:
-                versioning.upload_file(
-                    local,
-                    repository=spec.repository,
-                    branch=branch,
-                    path=remote,
-                    client=client,
-                    content_type=PARQUET_CONTENT_TYPE,
-                )
             # The grown key index goes in the data's own commit: it reaches main with them or not at all.
-            for local, remote in index_files:
+            uploads = [(local, remote, PARQUET_CONTENT_TYPE) for local, remote in parts] + [
+                (
+                    local,
+                    remote,
+                    "application/json" if remote.endswith(".json") else "application/octet-stream",
+                )
+                for local, remote in index_files
+            ]
+            for local, remote, content_type in uploads:
                 versioning.upload_file(
                     local,
                     repository=spec.repository,
                     branch=branch,
                     path=remote,
                     client=client,
-                    content_type="application/json"
-                    if remote.endswith(".json")
-                    else "application/octet-stream",
+                    content_type=content_type,
                 )
             if index_stale:  # the index changed layout: its objects of the old one go in this commit
                 versioning.delete_objects(spec.repository, branch=branch, paths=index_stale, client=client)

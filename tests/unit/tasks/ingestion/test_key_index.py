@@ -3,7 +3,6 @@ index ``main`` holds beside the data (issue 14, item 7), whatever file format ca
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import re
@@ -16,7 +15,6 @@ import pytest
 
 from infra.errors import ContractViolationError
 from tasks import versioning
-from tasks.datasets import get_dataset
 from tasks.generate import GeneratorConfig, generate_frame, write_batch
 from tasks.ingestion import IngestParameters, key_index, run_ingest
 from tasks.ingestion import run as ingest_run
@@ -24,12 +22,6 @@ from tasks.ingestion.key_index import REPEATED_ACROSS_BATCHES, bucket_path, inde
 from tasks.publishing import RecordingPublisher
 
 ROWS = 2_000
-
-
-@pytest.fixture
-def spec():
-    """The loans contract in a repository no other test writes."""
-    return dataclasses.replace(get_dataset("loans"), repository=f"keys-{uuid.uuid4().hex[:10]}")
 
 
 def ingest(client, spec, source):

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-import uuid
-
 import pytest
 
 from infra.errors import ContractViolationError, SourceNotFoundError
 from tasks import events, versioning
-from tasks.datasets import get_dataset
 from tasks.generate import GeneratorConfig, write_batch
 from tasks.ingestion import IngestParameters, run_ingest
 from tasks.publishing import RecordingPublisher
-
-
-@pytest.fixture
-def spec():
-    """The loans contract in a repository no other test writes."""
-    return dataclasses.replace(get_dataset("loans"), repository=f"ingest-{uuid.uuid4().hex[:10]}")
 
 
 def ingest(client, spec, source) -> tuple[object, RecordingPublisher]:

@@ -4,9 +4,7 @@ an empty branch left behind or a failure hidden by another (issue 14, item 11)."
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,18 +14,11 @@ import pytest
 
 from infra.errors import ContractViolationError, SourceFormatError
 from tasks import events, versioning
-from tasks.datasets import get_dataset
 from tasks.generate import GeneratorConfig, generate_frame
 from tasks.ingestion import IngestParameters, run_ingest
 from tasks.ingestion.sources import resolve_sources
 from tasks.ingestion.staging import IngestReport, rejection_message
 from tasks.publishing import RecordingPublisher
-
-
-@pytest.fixture
-def spec():
-    """The loans contract in a repository no other test writes."""
-    return dataclasses.replace(get_dataset("loans"), repository=f"untidy-{uuid.uuid4().hex[:10]}")
 
 
 def ingest(client, spec, source) -> tuple[object, RecordingPublisher]:
